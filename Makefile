@@ -1,0 +1,31 @@
+# The commands a newcomer needs; each bootstraps what it uses (scripts/bootstrap.sh).
+SHELL := /bin/bash
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: demo test lint unit models data clean
+
+demo: ## the main job on the bundled synthetic CT angiography study
+	@scripts/bootstrap.sh python
+	@$(PY) -m map_app.demo
+
+test: ## lint, type-check and every test (unit and real-peer integration)
+	@scripts/bootstrap.sh peers
+	@$(MAKE) --no-print-directory lint
+	@scripts/run_tests.sh
+
+lint:
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+	@.venv/bin/mypy
+
+models: ## retrain and re-export the shipped ensemble (about 15 minutes on 2 cores)
+	@scripts/bootstrap.sh python
+	@$(PY) -m models.builder
+
+data: ## write the train/val/test splits as NIfTI under var/data
+	@scripts/bootstrap.sh python
+	@$(PY) -m synthetic splits --out var/data
+
+clean:
+	rm -rf var output .pytest_cache .mypy_cache .ruff_cache

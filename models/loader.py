@@ -1,0 +1,129 @@
+"""Load the ensemble: verify every member file against the manifest, then open sessions.
+
+Nothing is handed to ONNX Runtime before its bytes have been hashed and matched against
+the manifest (a non-negotiable of the product): a missing, truncated or altered file stops
+loading with a ``ModelIntegrityError`` naming that file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+from models.manifest import EnsembleManifest, Member, read_manifest
+
+# Most capable first; the first one this onnxruntime build offers is used.
+PROVIDER_PREFERENCE = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+_CHUNK = 1 << 20
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model file is missing or does not match its manifest entry."""
+
+    def __init__(self, file: Path, reason: str) -> None:
+        super().__init__(f"model file {file}: {reason}")
+        self.file = file
+        self.reason = reason
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_verified(model_dir: Path, member: Member) -> bytes:
+    """The member's bytes, once their size and SHA-256 match the manifest.
+
+    The session is created from these very bytes, so the file cannot change between the
+    check and the load.
+    """
+    path = model_dir / member.file
+    if not path.is_file():
+        raise ModelIntegrityError(path, "missing")
+    size = path.stat().st_size
+    if size != member.size_bytes:
+        kind = "truncated" if size < member.size_bytes else "altered (size differs)"
+        raise ModelIntegrityError(path, f"{kind}: {size} bytes, manifest says {member.size_bytes}")
+    content = path.read_bytes()
+    actual = hashlib.sha256(content).hexdigest()
+    if actual != member.sha256:
+        raise ModelIntegrityError(
+            path, f"altered: SHA-256 {actual} does not match manifest {member.sha256}"
+        )
+    return content
+
+
+def choose_providers(
+    requested: Sequence[str] | None = None, available: Sequence[str] | None = None
+) -> list[str]:
+    """Execution providers to use, best first.
+
+    ``requested`` (from config) overrides the preference order but must be available;
+    CPU is always appended as the fallback ONNX Runtime needs.
+    """
+    offered = list(available if available is not None else ort.get_available_providers())
+    if requested:
+        missing = [name for name in requested if name not in offered]
+        if missing:
+            raise ValueError(
+                f"execution provider(s) {missing} requested but this onnxruntime offers {offered}"
+            )
+        chosen = list(requested)
+    else:
+        chosen = [name for name in PROVIDER_PREFERENCE if name in offered]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+@dataclass(frozen=True)
+class LoadedMember:
+    member: Member
+    session: ort.InferenceSession
+    input_name: str
+
+
+@dataclass(frozen=True)
+class LoadedEnsemble:
+    model_dir: Path
+    manifest: EnsembleManifest
+    members: tuple[LoadedMember, ...]
+    providers: tuple[str, ...]
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
+def load_ensemble(
+    model_dir: Path,
+    providers: Sequence[str] | None = None,
+    threads: int | None = None,
+) -> LoadedEnsemble:
+    """Read the manifest, verify *all* members, then create one session per member."""
+    manifest = read_manifest(model_dir)
+    # Verify everything first so a bad last member fails before any session is created.
+    contents = [read_verified(model_dir, member) for member in manifest.members]
+    chosen = choose_providers(providers)
+    options = session_options(threads)
+    loaded = []
+    for member, content in zip(manifest.members, contents, strict=True):
+        session = ort.InferenceSession(content, sess_options=options, providers=chosen)
+        loaded.append(LoadedMember(member, session, session.get_inputs()[0].name))
+    return LoadedEnsemble(model_dir, manifest, tuple(loaded), tuple(chosen))

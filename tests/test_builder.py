@@ -1,0 +1,74 @@
+"""The builder: a seconds-long smoke run of the real training/export/evaluation path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from models.builder.build import build
+from models.builder.config import SMOKE
+from models.builder.export import (
+    ExportParityError,
+    export_onnx,
+    export_with_parity,
+    parity_max_difference,
+)
+from models.builder.train import build_network, seed_everything
+from models.loader import load_ensemble
+from models.manifest import read_manifest
+
+
+@pytest.fixture(scope="module")
+def smoke_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("smoke")
+    first = root / "first"
+    second = root / "second"
+    build(SMOKE, root / "data", first, root / "work-first")
+    build(SMOKE, root / "data", second, root / "work-second")
+    return first, second
+
+
+def test_smoke_build_is_deterministic(smoke_builds: tuple[Path, Path]) -> None:
+    first, second = (read_manifest(folder) for folder in smoke_builds)
+    assert [m.sha256 for m in first.members] == [m.sha256 for m in second.members]
+    assert first.ensemble_metrics == second.ensemble_metrics
+    assert first.calibration.ood_threshold == second.calibration.ood_threshold
+
+
+def test_smoke_build_writes_a_loadable_verified_ensemble(smoke_builds: tuple[Path, Path]) -> None:
+    loaded = load_ensemble(smoke_builds[0])
+    manifest = loaded.manifest
+    assert {m.architecture for m in manifest.members} == {"UNet", "SegResNet"}
+    assert manifest.provenance.train_split_sha256 != manifest.data.test_split_sha256
+    for member in manifest.members:
+        model = onnx.load(str(smoke_builds[0] / member.file))
+        assert model.opset_import[0].version >= 17
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        # batch and the three spatial axes are symbolic (dynamic); the channel is 1.
+        assert [d.dim_param != "" for d in dims] == [True, False, True, True, True]
+
+
+def test_parity_holds_and_a_wrong_model_is_caught(tmp_path: Path) -> None:
+    recipe = SMOKE.members[0]
+    seed_everything(5, 2)
+    network = build_network(recipe).eval()
+    other = build_network(recipe).eval()  # different random weights
+    patch = recipe.patch_size
+    real = np.random.default_rng(0).normal(size=patch).astype(np.float32)
+    difference = export_with_parity(network, patch, 17, tmp_path / "ok.onnx", real, 1e-4)
+    assert difference <= 1e-4 and (tmp_path / "ok.onnx").is_file()
+    onnx_bytes = export_onnx(network, patch, 17)
+    inputs = [np.random.default_rng(1).normal(size=(1, 1, *patch)).astype(np.float32)]
+    assert parity_max_difference(other, onnx_bytes, inputs) > 1e-3
+
+
+def test_export_refused_when_parity_fails(tmp_path: Path) -> None:
+    recipe = SMOKE.members[0]
+    network = build_network(recipe).eval()
+    real = np.zeros(recipe.patch_size, dtype=np.float32)
+    with pytest.raises(ExportParityError, match="export refused"):
+        export_with_parity(network, recipe.patch_size, 17, tmp_path / "bad.onnx", real, -1.0)
+    assert not (tmp_path / "bad.onnx").exists()

@@ -1,0 +1,151 @@
+"""The shipped ensemble: manifest schema, hash verification, provider choice, test lockout."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from models.inference import SlidingWindowSettings, ensemble_probabilities, fuse
+from models.loader import ModelIntegrityError, choose_providers, load_ensemble
+from models.manifest import MANIFEST_NAME, EnsembleManifest, read_manifest
+from models.metrics import dice
+from synthetic.splits import TestSetLockoutError, read_split, write_split
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "ensemble"
+
+
+@pytest.fixture
+def ensemble_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "ensemble"
+    shutil.copytree(SHIPPED, target)
+    return target
+
+
+def _manifest_json() -> dict:
+    return json.loads((SHIPPED / MANIFEST_NAME).read_text())
+
+
+def test_shipped_manifest_is_valid_and_meets_the_quality_bar() -> None:
+    manifest = read_manifest(SHIPPED)
+    architectures = {member.architecture for member in manifest.members}
+    assert len(manifest.members) >= 3
+    assert len(architectures) >= 2
+    assert len({member.seed for member in manifest.members}) == len(manifest.members)
+    for modality in ("CT", "MR"):
+        assert manifest.ensemble_metrics[modality].dice >= 0.85, modality
+    assert all(member.onnx_opset >= 17 for member in manifest.members)
+    assert manifest.calibration.ood_threshold > max(manifest.calibration.validation_scores.values())
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("members", 0, "sha256"), "ABC", "sha256"),
+        (("members", 0, "file"), "../evil.onnx", "plain"),
+        (("members", 0, "onnx_opset"), 13, "onnx_opset"),
+        (("version",), "one", "version"),
+        (("unexpected_field",), 1, "unexpected_field"),
+    ],
+)
+def test_manifest_schema_rejects_bad_entries(path: tuple, value: object, message: str) -> None:
+    document = _manifest_json()
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ValidationError, match=message):
+        EnsembleManifest.model_validate(document)
+
+
+def test_manifest_schema_rejects_duplicate_members() -> None:
+    document = _manifest_json()
+    document["members"].append(document["members"][0])
+    with pytest.raises(ValidationError, match="unique"):
+        EnsembleManifest.model_validate(document)
+
+
+def test_untouched_ensemble_loads(ensemble_copy: Path) -> None:
+    loaded = load_ensemble(ensemble_copy)
+    assert [m.member.name for m in loaded.members] == [m.name for m in loaded.manifest.members]
+    assert loaded.providers[-1] == "CPUExecutionProvider"
+
+
+def test_altered_member_is_refused_naming_the_file(ensemble_copy: Path) -> None:
+    manifest = read_manifest(ensemble_copy)
+    victim = ensemble_copy / manifest.members[-1].file
+    content = bytearray(victim.read_bytes())
+    content[len(content) // 2] ^= 0x01  # one flipped bit, same size
+    victim.write_bytes(bytes(content))
+    with pytest.raises(ModelIntegrityError, match="altered: SHA-256") as raised:
+        load_ensemble(ensemble_copy)
+    assert raised.value.file == victim
+    assert victim.name in str(raised.value)
+
+
+def test_truncated_member_is_refused(ensemble_copy: Path) -> None:
+    victim = ensemble_copy / read_manifest(ensemble_copy).members[0].file
+    victim.write_bytes(victim.read_bytes()[:1000])
+    with pytest.raises(ModelIntegrityError, match="truncated"):
+        load_ensemble(ensemble_copy)
+
+
+def test_missing_member_is_refused(ensemble_copy: Path) -> None:
+    victim = ensemble_copy / read_manifest(ensemble_copy).members[1].file
+    victim.unlink()
+    with pytest.raises(ModelIntegrityError, match="missing") as raised:
+        load_ensemble(ensemble_copy)
+    assert raised.value.file == victim
+
+
+def test_provider_preference_and_override() -> None:
+    gpu_site = ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(None, gpu_site) == gpu_site[1:2] + gpu_site[0:1] + [
+        "CPUExecutionProvider"
+    ]
+    assert choose_providers(None, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert choose_providers(["CUDAExecutionProvider"], gpu_site) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    with pytest.raises(ValueError, match="TensorrtExecutionProvider"):
+        choose_providers(["TensorrtExecutionProvider"], ["CPUExecutionProvider"])
+
+
+def test_test_split_lockout(tmp_path: Path) -> None:
+    index = write_split("test", tmp_path / "test", range(2000, 2001))
+    assert len(read_split(tmp_path / "test", index.content_sha256)) == 2
+    with pytest.raises(TestSetLockoutError, match="locked"):
+        read_split(tmp_path / "test")
+    # Alter one voxel of one mask: the recomputed digest no longer matches the lock.
+    import nibabel as nib
+
+    mask_file = tmp_path / "test" / index.cases[0].mask_file
+    image = nib.load(str(mask_file))
+    data = np.asarray(image.dataobj).copy()
+    data.flat[0] = 1 - data.flat[0]
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), str(mask_file))
+    with pytest.raises(TestSetLockoutError, match="altered"):
+        read_split(tmp_path / "test", index.content_sha256)
+
+
+@pytest.mark.slow
+def test_shipped_metrics_reproduce_on_the_regenerated_locked_test_split(tmp_path: Path) -> None:
+    """The generator is deterministic across machines and the manifest tells the truth."""
+    manifest = read_manifest(SHIPPED)
+    write_split("test", tmp_path / "test")
+    cases = read_split(tmp_path / "test", manifest.data.test_split_sha256)
+    ensemble = load_ensemble(SHIPPED)
+    per_modality: dict[str, list[float]] = {}
+    for case in cases:
+        stack = ensemble_probabilities(
+            ensemble, case.image, case.geometry.spacing, SlidingWindowSettings(overlap=0.25)
+        )
+        predicted = fuse(stack, "mean") >= manifest.probability_threshold
+        per_modality.setdefault(case.modality.value, []).append(dice(predicted, case.mask))
+    for modality, scores in per_modality.items():
+        assert np.mean(scores) == pytest.approx(manifest.ensemble_metrics[modality].dice, abs=1e-3)
