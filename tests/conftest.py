@@ -1,0 +1,37 @@
+"""Shared fixtures: real DICOM peers (see tests/peers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.peers import Orthanc, run_orthanc
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    """A fresh Orthanc (empty storage, free ports) for one test, stopped afterwards.
+
+    Function scope on purpose: tests count what Orthanc stored, so none may see
+    another's instances. Start-up costs ~0.5 s, the SIGTERM shutdown a few seconds.
+    """
+    with run_orthanc(tmp_path / "orthanc") as server:
+        yield server
+
+
+@pytest.fixture
+def make_orthanc(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
+    """Factory for Orthancs with extra configuration (e.g. ``DicomModalities``).
+
+    ``make_orthanc(name, extra_config={...}, aet="...")``; all are stopped at teardown.
+    """
+    with ExitStack() as stack:
+
+        def start(name: str = "orthanc", **kwargs: Any) -> Orthanc:
+            return stack.enter_context(run_orthanc(tmp_path / name, **kwargs))
+
+        yield start
