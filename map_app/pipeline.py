@@ -1,0 +1,119 @@
+"""The pipeline as a long-lived object: models loaded once, one run per study.
+
+``python -m map_app`` creates one ``Pipeline`` and runs it once; the appliance service
+keeps one and calls ``run`` for every study. Each run builds the operator graph anew
+(cheap) around the already verified and loaded ensemble, and always leaves a
+``report.json`` in its output folder, also when it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from map_app.config import AppConfig
+from models.loader import LoadedEnsemble, ModelIntegrityError, load_ensemble
+from operators.errors import InputNotFoundError, ModelLoadError, OutputError, PipelineError
+from operators.nifti_operators import is_nifti
+from operators.run_report import ModelSummary, RunRecorder, RunReport, SkippedInput
+
+REPORT_NAME = "report.json"
+
+
+def load_verified_ensemble(model_dir: Path, config: AppConfig) -> LoadedEnsemble:
+    """The ensemble, every file checked against the manifest, or ``ModelLoadError``."""
+    try:
+        return load_ensemble(model_dir, config.providers, config.threads)
+    except ModelIntegrityError as error:
+        raise ModelLoadError(str(error)) from error
+    except FileNotFoundError as error:
+        raise ModelLoadError(str(error)) from error
+    except ValidationError as error:
+        raise ModelLoadError(f"model manifest in {model_dir} is invalid: "
+                             f"{error.error_count()} problem(s), first: "
+                             f"{error.errors()[0]['msg']}") from error
+    except ValueError as error:  # e.g. an execution provider that is not available
+        raise ModelLoadError(str(error)) from error
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def input_kind(path: Path) -> str:
+    if is_nifti(path):
+        return "nifti"
+    if path.is_dir() or path.is_file():
+        return "dicom"
+    raise InputNotFoundError(f"input not found: {path}")
+
+
+class Pipeline:
+    def __init__(self, model_dir: Path, config: AppConfig | None = None) -> None:
+        self.config = config or AppConfig()
+        self.ensemble = load_verified_ensemble(model_dir, self.config)
+        # The operator graph's scheduler is not re-entrant: one run at a time per pipeline.
+        self._lock = threading.Lock()
+
+    def model_summary(self) -> ModelSummary:
+        manifest = self.ensemble.manifest
+        return ModelSummary(name=manifest.name, version=manifest.version,
+                            providers=list(self.ensemble.providers),
+                            members={m.name: m.sha256 for m in manifest.members})
+
+    def run(self, input_path: Path, output_dir: Path, correlation_id: str | None = None) -> RunReport:
+        """Process every qualifying series under ``input_path`` into ``output_dir``.
+
+        Raises the run's ``PipelineError`` after writing a failed report.
+        """
+        from map_app.app import VesselSegmentationApp  # imports Holoscan: only when running
+
+        recorder = RunRecorder(correlation_id or uuid.uuid4().hex, input_path, output_dir)
+        started = _now()
+        error: PipelineError | None = None
+        kind = "dicom"
+        try:
+            kind = input_kind(input_path)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                VesselSegmentationApp(ensemble=self.ensemble, config=self.config,
+                                      recorder=recorder, input_kind=kind).run()
+        except PipelineError as raised:
+            error = raised
+        except OSError as raised:
+            error = OutputError(f"cannot write outputs to {output_dir}: {raised}")
+        failed = [s for s in recorder.series if s.status == "failed"]
+        status = "failed" if error else ("partial" if failed else "done")
+        report = RunReport(
+            correlation_id=recorder.correlation_id, status=status, input_path=str(input_path),
+            input_kind=kind, started_at=started, finished_at=_now(),  # type: ignore[arg-type]
+            timings_s={k: round(v, 4) for k, v in recorder.timings.items()},
+            model=self.model_summary(), series=recorder.series,
+            skipped_inputs=[SkippedInput.model_validate(s.model_dump()) for s in recorder.skipped],
+            error=error.message if error else None,
+        )
+        write_report(report, output_dir)
+        if error is not None:
+            raise error
+        return report
+
+
+def write_report(report: RunReport, output_dir: Path) -> Path | None:
+    """Write report.json atomically; None when the folder itself cannot be written."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        path = output_dir / REPORT_NAME
+        partial = path.with_name(REPORT_NAME + ".partial")
+        partial.write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
+        with partial.open("rb") as handle:
+            os.fsync(handle.fileno())
+        partial.replace(path)
+        return path
+    except OSError:
+        return None

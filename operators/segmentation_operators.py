@@ -1,0 +1,110 @@
+"""Ensemble inference and uncertainty as MONAI Deploy operators.
+
+``EnsembleInferenceOperator`` runs every member (ONNX Runtime sessions created once, when
+the application's ensemble was loaded) over each selected volume; ``UncertaintyOperator``
+fuses the members and derives the uncertainty maps, the study score and the OOD flag.
+Both pass a list of ``SeriesWork`` along, one entry per selected series: every qualifying
+series is processed, not only the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from monai.deploy.core import Fragment, Operator, OperatorSpec
+
+from models.inference import SlidingWindowSettings, ensemble_probabilities, fuse
+from models.loader import LoadedEnsemble
+from models.uncertainty import study_uncertainty_score, voxel_uncertainty
+from operators.run_report import RunRecorder
+from operators.series_volume import SegmentationResult, SeriesVolume
+
+
+@dataclass(frozen=True)
+class SeriesWork:
+    """One series on its way through the pipeline."""
+
+    volume: SeriesVolume
+    member_probabilities: np.ndarray | None = None  # (members, k, j, i)
+    result: SegmentationResult | None = None
+
+
+def segmentation_result(
+    ensemble: LoadedEnsemble, member_probabilities: np.ndarray, fusion: str | None
+) -> SegmentationResult:
+    """Fuse members and compute the uncertainty maps, score and OOD flag."""
+    manifest = ensemble.manifest
+    method = fusion or manifest.fusion
+    weights = [member.weight for member in manifest.members]
+    probability = fuse(member_probabilities, method, weights, manifest.probability_threshold)
+    maps = voxel_uncertainty(member_probabilities)
+    return SegmentationResult(
+        mean_probability=probability.astype(np.float32),
+        mask=(probability >= manifest.probability_threshold).astype(np.uint8),
+        predictive_entropy=maps.predictive_entropy,
+        expected_entropy=maps.expected_entropy,
+        mutual_information=maps.mutual_information,
+        uncertainty_score=study_uncertainty_score(maps),
+        ood_threshold=manifest.calibration.ood_threshold,
+        model_name=manifest.name,
+        model_version=manifest.version,
+        member_names=tuple(member.name for member in manifest.members),
+    )
+
+
+class EnsembleInferenceOperator(Operator):
+    """Input ``series_work``: list of SeriesWork; output ``series_work`` with member maps."""
+
+    def __init__(self, fragment: Fragment, *args: Any, ensemble: LoadedEnsemble,
+                 settings: SlidingWindowSettings, recorder: RunRecorder, **kwargs: Any) -> None:
+        self.ensemble = ensemble
+        self.settings = settings
+        self.recorder = recorder
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        spec.input("series_work")
+        spec.output("series_work")
+
+    def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
+        work: list[SeriesWork] = op_input.receive("series_work")
+        done = []
+        for item in work:
+            with self.recorder.stage("inference"):
+                stack = ensemble_probabilities(self.ensemble, item.volume.voxels,
+                                               item.volume.geometry.spacing, self.settings)
+            done.append(replace(item, member_probabilities=stack))
+        op_output.emit(done, "series_work")
+
+
+class UncertaintyOperator(Operator):
+    """Input/output ``series_work``: adds the fused SegmentationResult, drops member maps."""
+
+    def __init__(self, fragment: Fragment, *args: Any, ensemble: LoadedEnsemble,
+                 fusion: str | None, recorder: RunRecorder, **kwargs: Any) -> None:
+        self.ensemble = ensemble
+        self.fusion = fusion
+        self.recorder = recorder
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        spec.input("series_work")
+        spec.output("series_work")
+
+    def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
+        work: list[SeriesWork] = op_input.receive("series_work")
+        done = []
+        for item in work:
+            assert item.member_probabilities is not None
+            with self.recorder.stage("uncertainty"):
+                result = segmentation_result(self.ensemble, item.member_probabilities,
+                                             self.fusion)
+            outcome = self.recorder.outcome(item.volume.series_instance_uid)
+            outcome.uncertainty_score = round(result.uncertainty_score, 6)
+            outcome.ood_threshold = result.ood_threshold
+            outcome.out_of_distribution = result.out_of_distribution
+            outcome.vessel_volume_ml = round(result.vessel_volume_ml(item.volume.geometry), 4)
+            done.append(SeriesWork(item.volume, None, result))
+        op_output.emit(done, "series_work")
