@@ -12,45 +12,54 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import sys
 from pathlib import Path
 
 from map_app.config import ConfigError, load_config
-
-# Holoscan needs a 32 MiB stack (its docs; it warns and may crash below). Thread stacks
-# take their size from the limit at process start, so raising it means re-executing.
-STACK_BYTES = 32 * 2**20
-_REEXEC_MARK = "MINIVESS_STACK_RAISED"
-
-
-def _ensure_stack() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    if soft == resource.RLIM_INFINITY or soft >= STACK_BYTES or os.environ.get(_REEXEC_MARK):
-        return
-    if hard != resource.RLIM_INFINITY and hard < STACK_BYTES:
-        return  # not allowed to raise it; Holoscan will warn
-    resource.setrlimit(resource.RLIMIT_STACK, (STACK_BYTES, hard))
-    os.environ[_REEXEC_MARK] = "1"
-    os.execv(sys.executable, [sys.executable, "-m", "map_app", *sys.argv[1:]])
+from map_app.stack import ensure_holoscan_stack
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m map_app", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m map_app",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     env = os.environ.get
-    parser.add_argument("-i", "--input", type=Path, default=env("HOLOSCAN_INPUT_PATH"),
-                        help="DICOM folder or NIfTI file (default $HOLOSCAN_INPUT_PATH)")
-    parser.add_argument("-o", "--output", type=Path, default=env("HOLOSCAN_OUTPUT_PATH"),
-                        help="output folder (default $HOLOSCAN_OUTPUT_PATH)")
-    parser.add_argument("-m", "--model", type=Path,
-                        default=env("HOLOSCAN_MODEL_PATH", "models/ensemble"),
-                        help="ensemble folder with manifest.json (default $HOLOSCAN_MODEL_PATH "
-                             "or models/ensemble)")
-    parser.add_argument("-c", "--config", type=Path, default=None,
-                        help="JSON configuration file (see map_app/config.py)")
-    parser.add_argument("-l", "--log-level", default=env("MINIVESS_LOG_LEVEL", "WARNING"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "-i",
+        "--input",
+        type=Path,
+        default=env("HOLOSCAN_INPUT_PATH"),
+        help="DICOM folder or NIfTI file (default $HOLOSCAN_INPUT_PATH)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=env("HOLOSCAN_OUTPUT_PATH"),
+        help="output folder (default $HOLOSCAN_OUTPUT_PATH)",
+    )
+    parser.add_argument(
+        "-m",
+        "--model",
+        type=Path,
+        default=env("HOLOSCAN_MODEL_PATH", "models/ensemble"),
+        help="ensemble folder with manifest.json (default $HOLOSCAN_MODEL_PATH or models/ensemble)",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help="JSON configuration file (see map_app/config.py)",
+    )
+    parser.add_argument(
+        "-l",
+        "--log-level",
+        default=env("MINIVESS_LOG_LEVEL", "WARNING"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    )
     return parser
 
 
@@ -58,10 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.input is None or args.output is None:
-        parser.error("input and output are required (-i/-o or HOLOSCAN_INPUT_PATH/"
-                     "HOLOSCAN_OUTPUT_PATH)")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "WARN" if args.log_level != "DEBUG" else "INFO")
+        parser.error(
+            "input and output are required (-i/-o or HOLOSCAN_INPUT_PATH/HOLOSCAN_OUTPUT_PATH)"
+        )
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if args.log_level == "DEBUG":
+        os.environ["HOLOSCAN_LOG_LEVEL"] = "INFO"
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -79,18 +92,25 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except Exception as error:  # a bug: one line for the operator, details in the log
         logging.getLogger("map_app").debug("internal error", exc_info=True)
-        print(f"map_app: internal error ({type(error).__name__}): {error}; rerun with "
-              "-l DEBUG for details", file=sys.stderr)
+        print(
+            f"map_app: internal error ({type(error).__name__}): {error}; rerun with "
+            "-l DEBUG for details",
+            file=sys.stderr,
+        )
         return 70
     for outcome in report.series:
         if outcome.status == "done":
             flag = " REVIEW (out of distribution)" if outcome.out_of_distribution else ""
-            print(f"series {outcome.series_instance_uid}: vessel volume "
-                  f"{outcome.vessel_volume_ml:.3f} mL, uncertainty {outcome.uncertainty_score:.4f}"
-                  f"{flag}")
+            print(
+                f"series {outcome.series_instance_uid}: vessel volume "
+                f"{outcome.vessel_volume_ml:.3f} mL, uncertainty {outcome.uncertainty_score:.4f}"
+                f"{flag}"
+            )
         else:
-            print(f"series {outcome.series_instance_uid}: FAILED [{outcome.error_reason}] "
-                  f"{outcome.error}")
+            print(
+                f"series {outcome.series_instance_uid}: FAILED [{outcome.error_reason}] "
+                f"{outcome.error}"
+            )
     for skipped in report.skipped_inputs:
         print(f"skipped {skipped.path}: {skipped.reason}")
     print(f"report: {args.output / 'report.json'} ({report.status})")
@@ -98,5 +118,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    _ensure_stack()
+    ensure_holoscan_stack("map_app")
     sys.exit(main())

@@ -44,12 +44,21 @@ from operators.segmentation_operators import EnsembleInferenceOperator, Uncertai
 APP_NAME = "minivess-vessel-segmentation"
 
 
-class VesselSegmentationApp(Application):  # type: ignore[misc]
+class VesselSegmentationApp(Application):
     """One run of the pipeline over ``recorder.input_path``."""
 
-    def __init__(self, *args: Any, ensemble: LoadedEnsemble, config: AppConfig,
-                 recorder: RunRecorder, input_kind: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        ensemble: LoadedEnsemble,
+        config: AppConfig,
+        rules: SelectionRules | None,
+        recorder: RunRecorder,
+        input_kind: str,
+        **kwargs: Any,
+    ) -> None:
         self.ensemble = ensemble
+        self.rules = rules
         self.config = config
         self.recorder = recorder
         self.input_kind = input_kind
@@ -60,23 +69,33 @@ class VesselSegmentationApp(Application):  # type: ignore[misc]
         budget = self.config.memory_budget_mb * 2**20
         once = CountCondition(self, 1)
         if self.input_kind == "nifti":
-            source: Any = NiftiLoaderOperator(self, once, memory_budget_bytes=budget,
-                                              recorder=recorder, name="nifti_loader")
+            source: Any = NiftiLoaderOperator(
+                self, once, memory_budget_bytes=budget, recorder=recorder, name="nifti_loader"
+            )
         else:
             loader = DicomLoaderOperator(self, once, recorder=recorder, name="dicom_loader")
-            rules = (SelectionRules.model_validate(self.config.selection_rules)
-                     if self.config.selection_rules is not None else None)
-            selector = SeriesSelectorOperator(self, rules=rules, recorder=recorder,
-                                              name="series_selector")
-            source = SeriesToVolumeOperator(self, memory_budget_bytes=budget, recorder=recorder,
-                                            name="series_to_volume")
+            selector = SeriesSelectorOperator(
+                self, rules=self.rules, recorder=recorder, name="series_selector"
+            )
+            source = SeriesToVolumeOperator(
+                self, memory_budget_bytes=budget, recorder=recorder, name="series_to_volume"
+            )
             self.add_flow(loader, selector, {("dicom_scan", "dicom_scan")})
             self.add_flow(selector, source, {("selected_series", "selected_series")})
         inference = EnsembleInferenceOperator(
-            self, ensemble=self.ensemble, settings=self.config.sliding_window(),
-            recorder=recorder, name="ensemble_inference")
-        uncertainty = UncertaintyOperator(self, ensemble=self.ensemble, fusion=self.config.fusion,
-                                          recorder=recorder, name="uncertainty")
+            self,
+            ensemble=self.ensemble,
+            settings=self.config.sliding_window(),
+            recorder=recorder,
+            name="ensemble_inference",
+        )
+        uncertainty = UncertaintyOperator(
+            self,
+            ensemble=self.ensemble,
+            fusion=self.config.fusion,
+            recorder=recorder,
+            name="uncertainty",
+        )
         self.add_flow(source, inference, {("series_work", "series_work")})
         self.add_flow(inference, uncertainty, {("series_work", "series_work")})
         if self.input_kind == "nifti":
@@ -84,14 +103,23 @@ class VesselSegmentationApp(Application):  # type: ignore[misc]
             self.add_flow(uncertainty, writer, {("series_work", "series_work")})
             return
         settings = OutputSettings()
-        seg_writer = DicomSegWriterOperator(self, settings=settings, recorder=recorder,
-                                            fractional=self.config.fractional_seg,
-                                            name="dicom_seg_writer")
-        pm_writer = ParametricMapWriterOperator(self, settings=settings, recorder=recorder,
-                                                quantity=self.config.uncertainty_map,
-                                                name="parametric_map_writer")
-        sr_writer = StructuredReportWriterOperator(self, settings=settings, recorder=recorder,
-                                                   name="structured_report_writer")
+        seg_writer = DicomSegWriterOperator(
+            self,
+            settings=settings,
+            recorder=recorder,
+            fractional=self.config.fractional_seg,
+            name="dicom_seg_writer",
+        )
+        pm_writer = ParametricMapWriterOperator(
+            self,
+            settings=settings,
+            recorder=recorder,
+            quantity=self.config.uncertainty_map,
+            name="parametric_map_writer",
+        )
+        sr_writer = StructuredReportWriterOperator(
+            self, settings=settings, recorder=recorder, name="structured_report_writer"
+        )
         self.add_flow(uncertainty, seg_writer, {("series_work", "series_work")})
         self.add_flow(uncertainty, pm_writer, {("series_work", "series_work")})
         self.add_flow(seg_writer, sr_writer, {("segmentations", "segmentations")})

@@ -56,8 +56,7 @@ class AppConfig(BaseModel):
 
     def sliding_window(self) -> SlidingWindowSettings:
         flips = ((0,), (1,), (2,)) if self.test_time_flips else ()
-        return SlidingWindowSettings(overlap=self.overlap, batch_size=self.batch_size,
-                                     flips=flips)
+        return SlidingWindowSettings(overlap=self.overlap, batch_size=self.batch_size, flips=flips)
 
 
 _ENV_PREFIX = "MINIVESS_"

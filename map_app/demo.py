@@ -1,28 +1,43 @@
 """``make demo``: the main job on the bundled synthetic CT angiography study.
 
-Generates the demo study (seeded, so always the same), writes it as a DICOM series, checks
-the shipped ensemble against its manifest, runs ensemble inference with uncertainty and
-prints a summary with the Dice against the known ground truth. Until the MAP pipeline
-(DICOM in -> DICOM-SEG out) lands, the outputs are NIfTI volumes under ``output/``.
+Generates the demo study (seeded: always the same voxels and UIDs) as a DICOM series with
+a localizer and shuffled file names, runs the MAP pipeline on it with the shipped
+ensemble (models verified against their manifest first), and prints a summary: series
+found, Dice against the known ground truth, uncertainty score and flag, seconds per stage
+and where the SEG is.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
-from models.inference import SlidingWindowSettings, ensemble_probabilities, fuse
-from models.loader import ModelIntegrityError, load_ensemble
+from map_app.config import AppConfig
+from map_app.pipeline import Pipeline
+from map_app.stack import ensure_holoscan_stack
 from models.metrics import dice
-from models.uncertainty import study_uncertainty_score, voxel_uncertainty
+from operators.errors import PipelineError
 from synthetic.case import Modality, generate_case
-from synthetic.nifti import write_nifti
+from synthetic.dicom_series import DicomQuirks, write_series
 
 DEMO_SEED = 7
+
+
+def seg_mask_in_slice_order(seg_path: Path, sop_instance_uids: list[str]) -> np.ndarray:
+    """The binary SEG as a [k, j, i] array aligned with the source slices' order."""
+    seg = pydicom.dcmread(seg_path)
+    frames = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    index = {uid: k for k, uid in enumerate(sop_instance_uids)}
+    mask = np.zeros((len(sop_instance_uids), seg.Rows, seg.Columns), dtype=np.uint8)
+    for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence, strict=True):
+        source = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        mask[index[source]] = frame
+    return mask
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,64 +45,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=Path("models/ensemble"))
     parser.add_argument("--output", type=Path, default=Path("output"))
     args = parser.parse_args(argv)
-    timings: dict[str, float] = {}
 
-    started = time.perf_counter()
     case = generate_case(DEMO_SEED, Modality.CT)
     study_dir = args.output / "input-study"
-    from synthetic.dicom_series import write_series
-
-    written = write_series(case, study_dir)
-    timings["generate study"] = time.perf_counter() - started
-
-    started = time.perf_counter()
+    shutil.rmtree(study_dir, ignore_errors=True)
+    written = write_series(case, study_dir, DicomQuirks(shuffle=True, localizer=True))
     try:
-        ensemble = load_ensemble(args.models)
-    except (ModelIntegrityError, FileNotFoundError) as error:
-        print(f"demo: {error}", file=sys.stderr)
-        return 3
-    timings["verify + load models"] = time.perf_counter() - started
+        pipeline = Pipeline(args.models, AppConfig())
+        report = pipeline.run(study_dir, args.output / "result")
+    except PipelineError as error:
+        print(f"demo: error [{error.reason}]: {error.message}", file=sys.stderr)
+        return error.exit_code
 
-    started = time.perf_counter()
-    members = ensemble_probabilities(
-        ensemble, case.image.astype(np.float32), case.geometry.spacing, SlidingWindowSettings()
-    )
-    manifest = ensemble.manifest
-    probability = fuse(members, manifest.fusion)
-    timings["ensemble inference"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    maps = voxel_uncertainty(members)
-    score = study_uncertainty_score(maps)
-    flagged = score > manifest.calibration.ood_threshold
-    timings["uncertainty"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    args.output.mkdir(parents=True, exist_ok=True)
-    mask = (probability >= manifest.probability_threshold).astype(np.uint8)
-    write_nifti(args.output / "vessel_mask.nii.gz", mask, case.geometry)
-    write_nifti(args.output / "vessel_probability.nii.gz", probability, case.geometry)
-    write_nifti(args.output / "mutual_information.nii.gz", maps.mutual_information, case.geometry)
-    timings["write outputs"] = time.perf_counter() - started
-
+    manifest = pipeline.ensemble.manifest
     print(
-        f"study: synthetic CT angiography, seed {DEMO_SEED}, {len(written.files)} slices "
-        f"{case.geometry.shape} at {case.geometry.spacing} mm -> {study_dir}"
+        f"study: synthetic CT angiography (seed {DEMO_SEED}), {len(written.files)} axial "
+        f"slices + {len(written.localizer_files)} localizer, shuffled names -> {study_dir}"
     )
     print(
-        f"models: {manifest.name} {manifest.version}, {len(ensemble.members)} members verified "
-        f"(SHA-256), providers {', '.join(ensemble.providers)}"
+        f"models: {manifest.name} {manifest.version}, {len(manifest.members)} members "
+        f"verified against manifest SHA-256, providers {', '.join(pipeline.ensemble.providers)}"
     )
-    print(f"Dice vs ground truth: {dice(mask, case.mask):.4f}")
-    print(
-        f"uncertainty score {score:.5f} (OOD threshold {manifest.calibration.ood_threshold:.5f})"
-        f" -> {'FLAGGED for review' if flagged else 'in distribution'}"
-    )
-    for stage, seconds in timings.items():
-        print(f"  {stage:<22} {seconds:7.2f} s")
-    print(f"outputs: {args.output}/vessel_mask.nii.gz (and probability, mutual information)")
+    for outcome in report.series:
+        print(
+            f"series {outcome.series_instance_uid} ({outcome.selection_name}, "
+            f"{outcome.shape} at {outcome.spacing_mm} mm): {outcome.status}"
+        )
+        if outcome.status != "done":
+            print(f"  error: {outcome.error}")
+            continue
+        # The writer stores head-first slices in case order, so slice k is case slice k.
+        mask = seg_mask_in_slice_order(
+            Path(outcome.outputs["seg"]), list(written.sop_instance_uids)
+        )
+        flag = "FLAGGED for review" if outcome.out_of_distribution else "in distribution"
+        print(f"  Dice vs ground truth: {dice(mask, case.mask):.4f}")
+        print(
+            f"  vessel volume {outcome.vessel_volume_ml:.3f} mL; uncertainty score "
+            f"{outcome.uncertainty_score:.4f} (threshold {outcome.ood_threshold:.4f}): {flag}"
+        )
+        for kind, path in outcome.outputs.items():
+            print(f"  {kind:<16} {path}")
+    print("seconds per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings_s.items()))
+    print(f"report: {args.output / 'result' / 'report.json'}")
     return 0
 
 
 if __name__ == "__main__":
+    ensure_holoscan_stack("map_app.demo")
     sys.exit(main())

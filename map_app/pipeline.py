@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from map_app.config import AppConfig
 from models.loader import LoadedEnsemble, ModelIntegrityError, load_ensemble
+from models.manifest import MANIFEST_NAME
+from operators.dicom_input.selection import SelectionRules
 from operators.errors import InputNotFoundError, ModelLoadError, OutputError, PipelineError
 from operators.nifti_operators import is_nifti
 from operators.run_report import ModelSummary, RunRecorder, RunReport, SkippedInput
@@ -26,8 +28,27 @@ from operators.run_report import ModelSummary, RunRecorder, RunReport, SkippedIn
 REPORT_NAME = "report.json"
 
 
+def resolve_model_dir(path: Path) -> Path:
+    """The ensemble folder: ``path`` itself, or its one sub-folder holding a manifest.
+
+    The MAP convention sets HOLOSCAN_MODEL_PATH to the models root
+    (``/opt/holoscan/models``) with one folder per named model below it; a developer
+    passes the ensemble folder itself. Both work.
+    """
+    if (path / MANIFEST_NAME).is_file() or not path.is_dir():
+        return path
+    candidates = sorted(p for p in path.iterdir() if (p / MANIFEST_NAME).is_file())
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise ModelLoadError(f"{path} holds several models ({names}); pass one of them")
+    return path
+
+
 def load_verified_ensemble(model_dir: Path, config: AppConfig) -> LoadedEnsemble:
     """The ensemble, every file checked against the manifest, or ``ModelLoadError``."""
+    model_dir = resolve_model_dir(model_dir)
     try:
         return load_ensemble(model_dir, config.providers, config.threads)
     except ModelIntegrityError as error:
@@ -35,9 +56,11 @@ def load_verified_ensemble(model_dir: Path, config: AppConfig) -> LoadedEnsemble
     except FileNotFoundError as error:
         raise ModelLoadError(str(error)) from error
     except ValidationError as error:
-        raise ModelLoadError(f"model manifest in {model_dir} is invalid: "
-                             f"{error.error_count()} problem(s), first: "
-                             f"{error.errors()[0]['msg']}") from error
+        raise ModelLoadError(
+            f"model manifest in {model_dir} is invalid: "
+            f"{error.error_count()} problem(s), first: "
+            f"{error.errors()[0]['msg']}"
+        ) from error
     except ValueError as error:  # e.g. an execution provider that is not available
         raise ModelLoadError(str(error)) from error
 
@@ -57,17 +80,27 @@ def input_kind(path: Path) -> str:
 class Pipeline:
     def __init__(self, model_dir: Path, config: AppConfig | None = None) -> None:
         self.config = config or AppConfig()
+        self.rules = (
+            SelectionRules.from_data(self.config.selection_rules)
+            if self.config.selection_rules is not None
+            else None
+        )
         self.ensemble = load_verified_ensemble(model_dir, self.config)
         # The operator graph's scheduler is not re-entrant: one run at a time per pipeline.
         self._lock = threading.Lock()
 
     def model_summary(self) -> ModelSummary:
         manifest = self.ensemble.manifest
-        return ModelSummary(name=manifest.name, version=manifest.version,
-                            providers=list(self.ensemble.providers),
-                            members={m.name: m.sha256 for m in manifest.members})
+        return ModelSummary(
+            name=manifest.name,
+            version=manifest.version,
+            providers=list(self.ensemble.providers),
+            members={m.name: m.sha256 for m in manifest.members},
+        )
 
-    def run(self, input_path: Path, output_dir: Path, correlation_id: str | None = None) -> RunReport:
+    def run(
+        self, input_path: Path, output_dir: Path, correlation_id: str | None = None
+    ) -> RunReport:
         """Process every qualifying series under ``input_path`` into ``output_dir``.
 
         Raises the run's ``PipelineError`` after writing a failed report.
@@ -82,8 +115,13 @@ class Pipeline:
             kind = input_kind(input_path)
             output_dir.mkdir(parents=True, exist_ok=True)
             with self._lock:
-                VesselSegmentationApp(ensemble=self.ensemble, config=self.config,
-                                      recorder=recorder, input_kind=kind).run()
+                VesselSegmentationApp(
+                    ensemble=self.ensemble,
+                    config=self.config,
+                    rules=self.rules,
+                    recorder=recorder,
+                    input_kind=kind,
+                ).run()
         except PipelineError as raised:
             error = raised
         except OSError as raised:
@@ -91,10 +129,15 @@ class Pipeline:
         failed = [s for s in recorder.series if s.status == "failed"]
         status = "failed" if error else ("partial" if failed else "done")
         report = RunReport(
-            correlation_id=recorder.correlation_id, status=status, input_path=str(input_path),
-            input_kind=kind, started_at=started, finished_at=_now(),  # type: ignore[arg-type]
+            correlation_id=recorder.correlation_id,
+            status=status,
+            input_path=str(input_path),
+            input_kind=kind,
+            started_at=started,
+            finished_at=_now(),
             timings_s={k: round(v, 4) for k, v in recorder.timings.items()},
-            model=self.model_summary(), series=recorder.series,
+            model=self.model_summary(),
+            series=recorder.series,
             skipped_inputs=[SkippedInput.model_validate(s.model_dump()) for s in recorder.skipped],
             error=error.message if error else None,
         )

@@ -23,7 +23,9 @@ from operators.segmentation_operators import SeriesWork
 class DicomLoaderOperator(Operator):
     """Scans the run's input folder. Output ``dicom_scan``."""
 
-    def __init__(self, fragment: Fragment, *args: Any, recorder: RunRecorder, **kwargs: Any) -> None:
+    def __init__(
+        self, fragment: Fragment, *args: Any, recorder: RunRecorder, **kwargs: Any
+    ) -> None:
         self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
 
@@ -42,8 +44,14 @@ class DicomLoaderOperator(Operator):
 class SeriesSelectorOperator(Operator):
     """Input ``dicom_scan``; output ``selected_series``: every series matching the rules."""
 
-    def __init__(self, fragment: Fragment, *args: Any, rules: SelectionRules | None,
-                 recorder: RunRecorder, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args: Any,
+        rules: SelectionRules | None,
+        recorder: RunRecorder,
+        **kwargs: Any,
+    ) -> None:
         self.rules = rules
         self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
@@ -67,8 +75,14 @@ class SeriesToVolumeOperator(Operator):
     series' error.
     """
 
-    def __init__(self, fragment: Fragment, *args: Any, memory_budget_bytes: int,
-                 recorder: RunRecorder, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args: Any,
+        memory_budget_bytes: int,
+        recorder: RunRecorder,
+        **kwargs: Any,
+    ) -> None:
         self.memory_budget_bytes = memory_budget_bytes
         self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
@@ -82,17 +96,23 @@ class SeriesToVolumeOperator(Operator):
         work: list[SeriesWork] = []
         errors: list[PipelineError] = []
         for series in selected:
-            outcome = SeriesOutcome(study_instance_uid=series.study_uid,
-                                    series_instance_uid=series.series_uid,
-                                    selection_name=series.name, modality=series.modality,
-                                    status="done")
+            outcome = SeriesOutcome(
+                study_instance_uid=series.study_uid,
+                series_instance_uid=series.series_uid,
+                selection_name=series.name,
+                modality=series.modality,
+                status="done",
+            )
             self.recorder.series.append(outcome)
             try:
                 with self.recorder.stage("volume"):
                     volume = series_to_volume(series, self.memory_budget_bytes)
             except PipelineError as error:
                 outcome.status, outcome.error, outcome.error_reason = (
-                    "failed", error.message, error.reason)
+                    "failed",
+                    error.message,
+                    error.reason,
+                )
                 errors.append(error)
                 continue
             outcome.shape = volume.geometry.shape

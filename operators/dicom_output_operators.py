@@ -44,8 +44,14 @@ def series_output_dir(recorder: RunRecorder, work: SeriesWork) -> Path:
 
 
 class _WriterOperator(Operator):
-    def __init__(self, fragment: Fragment, *args: Any, settings: OutputSettings,
-                 recorder: RunRecorder, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args: Any,
+        settings: OutputSettings,
+        recorder: RunRecorder,
+        **kwargs: Any,
+    ) -> None:
         self.settings = settings
         self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
@@ -57,8 +63,9 @@ class _WriterOperator(Operator):
 class DicomSegWriterOperator(_WriterOperator):
     """Input ``series_work``; output ``segmentations``: (work, SEG) pairs for the SR."""
 
-    def __init__(self, fragment: Fragment, *args: Any, fractional: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, fragment: Fragment, *args: Any, fractional: bool = False, **kwargs: Any
+    ) -> None:
         self.fractional = fractional
         super().__init__(fragment, *args, **kwargs)
 
@@ -77,8 +84,11 @@ class DicomSegWriterOperator(_WriterOperator):
                 self._record(item, "seg", write_dataset_atomically(seg, folder / "vessel-seg.dcm"))
                 if self.fractional:
                     probability = build_vessel_segmentation(
-                        item.volume, item.result, self.settings, fractional=True)
-                    path = write_dataset_atomically(probability, folder / "vessel-probability-seg.dcm")
+                        item.volume, item.result, self.settings, fractional=True
+                    )
+                    path = write_dataset_atomically(
+                        probability, folder / "vessel-probability-seg.dcm"
+                    )
                     self._record(item, "probability_seg", path)
             pairs.append((item, seg))
         op_output.emit(pairs, "segmentations")

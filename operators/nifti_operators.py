@@ -47,24 +47,39 @@ def read_nifti_volume(path: Path, memory_budget_bytes: int) -> SeriesVolume:
     except (ValueError, OSError, EOFError) as error:
         raise PixelDataError(f"{path.name}: cannot read NIfTI volume: {error}") from error
     if min(voxels.shape) < 2:
-        raise GeometryError(f"{path.name}: a volume needs at least 2 voxels along every axis, "
-                            f"got shape {voxels.shape}")
+        raise GeometryError(
+            f"{path.name}: a volume needs at least 2 voxels along every axis, "
+            f"got shape {voxels.shape}"
+        )
     needed = voxels.size * 4
     if needed > memory_budget_bytes:
-        raise VolumeTooLargeError(f"{path.name}: {needed / 2**20:.1f} MiB as float32 exceeds the "
-                             f"memory budget of {memory_budget_bytes / 2**20:.1f} MiB")
+        raise VolumeTooLargeError(
+            f"{path.name}: {needed / 2**20:.1f} MiB as float32 exceeds the "
+            f"memory budget of {memory_budget_bytes / 2**20:.1f} MiB"
+        )
     return SeriesVolume(
-        voxels=np.ascontiguousarray(voxels, dtype=np.float32), geometry=geometry, modality="",
-        study_instance_uid="", series_instance_uid=nifti_stem(path), frame_of_reference_uid="",
-        series_description=path.name, source_datasets=(),
+        voxels=np.ascontiguousarray(voxels, dtype=np.float32),
+        geometry=geometry,
+        modality="",
+        study_instance_uid="",
+        series_instance_uid=nifti_stem(path),
+        frame_of_reference_uid="",
+        series_description=path.name,
+        source_datasets=(),
     )
 
 
 class NiftiLoaderOperator(Operator):
     """Reads the run's NIfTI input. Output ``series_work`` (one volume)."""
 
-    def __init__(self, fragment: Fragment, *args: Any, memory_budget_bytes: int,
-                 recorder: RunRecorder, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args: Any,
+        memory_budget_bytes: int,
+        recorder: RunRecorder,
+        **kwargs: Any,
+    ) -> None:
         self.memory_budget_bytes = memory_budget_bytes
         self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
@@ -75,16 +90,24 @@ class NiftiLoaderOperator(Operator):
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         with self.recorder.stage("load"):
             volume = read_nifti_volume(self.recorder.input_path, self.memory_budget_bytes)
-        self.recorder.series.append(SeriesOutcome(
-            study_instance_uid="", series_instance_uid=volume.series_instance_uid,
-            shape=volume.geometry.shape, spacing_mm=volume.geometry.spacing, status="done"))
+        self.recorder.series.append(
+            SeriesOutcome(
+                study_instance_uid="",
+                series_instance_uid=volume.series_instance_uid,
+                shape=volume.geometry.shape,
+                spacing_mm=volume.geometry.spacing,
+                status="done",
+            )
+        )
         op_output.emit([SeriesWork(volume)], "series_work")
 
 
 class NiftiWriterOperator(Operator):
     """Input ``series_work``; writes mask, probability and uncertainty volumes as NIfTI."""
 
-    def __init__(self, fragment: Fragment, *args: Any, recorder: RunRecorder, **kwargs: Any) -> None:
+    def __init__(
+        self, fragment: Fragment, *args: Any, recorder: RunRecorder, **kwargs: Any
+    ) -> None:
         self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
 

@@ -57,8 +57,15 @@ def segmentation_result(
 class EnsembleInferenceOperator(Operator):
     """Input ``series_work``: list of SeriesWork; output ``series_work`` with member maps."""
 
-    def __init__(self, fragment: Fragment, *args: Any, ensemble: LoadedEnsemble,
-                 settings: SlidingWindowSettings, recorder: RunRecorder, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args: Any,
+        ensemble: LoadedEnsemble,
+        settings: SlidingWindowSettings,
+        recorder: RunRecorder,
+        **kwargs: Any,
+    ) -> None:
         self.ensemble = ensemble
         self.settings = settings
         self.recorder = recorder
@@ -73,8 +80,9 @@ class EnsembleInferenceOperator(Operator):
         done = []
         for item in work:
             with self.recorder.stage("inference"):
-                stack = ensemble_probabilities(self.ensemble, item.volume.voxels,
-                                               item.volume.geometry.spacing, self.settings)
+                stack = ensemble_probabilities(
+                    self.ensemble, item.volume.voxels, item.volume.geometry.spacing, self.settings
+                )
             done.append(replace(item, member_probabilities=stack))
         op_output.emit(done, "series_work")
 
@@ -82,8 +90,15 @@ class EnsembleInferenceOperator(Operator):
 class UncertaintyOperator(Operator):
     """Input/output ``series_work``: adds the fused SegmentationResult, drops member maps."""
 
-    def __init__(self, fragment: Fragment, *args: Any, ensemble: LoadedEnsemble,
-                 fusion: str | None, recorder: RunRecorder, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args: Any,
+        ensemble: LoadedEnsemble,
+        fusion: str | None,
+        recorder: RunRecorder,
+        **kwargs: Any,
+    ) -> None:
         self.ensemble = ensemble
         self.fusion = fusion
         self.recorder = recorder
@@ -99,8 +114,7 @@ class UncertaintyOperator(Operator):
         for item in work:
             assert item.member_probabilities is not None
             with self.recorder.stage("uncertainty"):
-                result = segmentation_result(self.ensemble, item.member_probabilities,
-                                             self.fusion)
+                result = segmentation_result(self.ensemble, item.member_probabilities, self.fusion)
             outcome = self.recorder.outcome(item.volume.series_instance_uid)
             outcome.uncertainty_score = round(result.uncertainty_score, 6)
             outcome.ood_threshold = result.ood_threshold
