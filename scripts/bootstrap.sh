@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION="0.13.9"
-APT_PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb)
+APT_PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb prometheus)
 
 need_python() {
     if ! command -v uv >/dev/null 2>&1 || [[ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]]; then

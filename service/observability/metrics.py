@@ -1,0 +1,59 @@
+"""Prometheus metrics of the appliance: one registry, names by Prometheus conventions.
+
+Units are in the names (``_seconds``, ``_bytes``), counters end in ``_total``, labels
+have small fixed value sets (stage, reason, outcome), never UIDs or anything that could
+identify a patient.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# Studies take seconds to minutes; per-stage times from milliseconds up.
+STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+STUDY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
+
+
+class ApplianceMetrics:
+    """All metrics, registered in their own registry (one per service process or test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.stage_seconds = Histogram(
+            "minivess_stage_duration_seconds",
+            "Time spent in one pipeline stage for one series (receive, select, volume, "
+            "inference, uncertainty, write, export); inference also per ensemble member.",
+            ["stage", "member"], buckets=STAGE_BUCKETS, registry=r)
+        self.study_seconds = Histogram(
+            "minivess_study_latency_seconds",
+            "End-to-end study latency: last instance received -> export done.",
+            buckets=STUDY_BUCKETS, registry=r)
+        self.instances_received = Counter(
+            "minivess_instances_received_total", "Instances accepted by C-STORE or HTTP.",
+            ["interface"], registry=r)
+        self.instances_rejected = Counter(
+            "minivess_instances_rejected_total", "Instances refused, by reason.",
+            ["interface", "reason"], registry=r)
+        self.studies = Counter(
+            "minivess_studies_total", "Studies finished, by outcome (done, failed).",
+            ["outcome"], registry=r)
+        self.exports = Counter(
+            "minivess_exports_total", "Export attempts, by outcome (ok, retried, dead_lettered).",
+            ["outcome"], registry=r)
+        self.queue_depth = Gauge(
+            "minivess_queue_depth", "Jobs waiting or running (received, queued, processing, "
+            "exporting).", registry=r)
+        self.spool_bytes = Gauge(
+            "minivess_spool_bytes", "Bytes held in the receive spool.", registry=r)
+        self.uncertainty_score = Histogram(
+            "minivess_study_uncertainty_score",
+            "Study-level uncertainty score (mean mutual information, nats).",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7), registry=r)
+        self.ood_flags = Counter(
+            "minivess_ood_flags_total", "Series flagged out-of-distribution (answered, marked "
+            "for review).", registry=r)
+        self.drift_share = Gauge(
+            "minivess_drift_share", "Share of drifted features in the latest drift report.",
+            registry=r)
+        self.model_info = Info("minivess_model", "The loaded ensemble.", registry=r)
