@@ -10,6 +10,7 @@ what the appliance actually runs.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -174,12 +175,17 @@ def ensemble_probabilities(
     image: np.ndarray,
     spacing: Spacing,
     settings: SlidingWindowSettings | None = None,
+    on_member_done: Callable[[str, float], None] | None = None,
 ) -> np.ndarray:
-    """Stack of member probabilities, shape (members, z, y, x), float32."""
+    """Stack of member probabilities, shape (members, z, y, x), float32.
+
+    ``on_member_done(name, seconds)`` is told how long each member took.
+    """
     settings = settings or SlidingWindowSettings()
     stacked = np.empty((len(ensemble.members), *image.shape), dtype=np.float32)
     for index, loaded in enumerate(ensemble.members):
         member = loaded.member
+        started = time.perf_counter()
         stacked[index] = member_probability(
             onnx_predictor(loaded),
             image,
@@ -189,6 +195,8 @@ def ensemble_probabilities(
             member.normalisation,
             settings,
         )
+        if on_member_done is not None:
+            on_member_done(member.name, time.perf_counter() - started)
     return stacked
 
 

@@ -78,7 +78,10 @@ class RunRecorder:
         try:
             yield
         finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
+            self.add_time(name, time.perf_counter() - started)
+
+    def add_time(self, name: str, seconds: float) -> None:
+        self.timings[name] = self.timings.get(name, 0.0) + seconds
 
     def outcome(self, series_instance_uid: str) -> SeriesOutcome:
         for outcome in self.series:

@@ -75,13 +75,21 @@ class EnsembleInferenceOperator(Operator):
         spec.input("series_work")
         spec.output("series_work")
 
+    def _member_done(self, member: str, seconds: float) -> None:
+        # "inference" is the whole ensemble; "inference:<member>" each member's share.
+        self.recorder.add_time(f"inference:{member}", seconds)
+
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         work: list[SeriesWork] = op_input.receive("series_work")
         done = []
         for item in work:
             with self.recorder.stage("inference"):
                 stack = ensemble_probabilities(
-                    self.ensemble, item.volume.voxels, item.volume.geometry.spacing, self.settings
+                    self.ensemble,
+                    item.volume.voxels,
+                    item.volume.geometry.spacing,
+                    self.settings,
+                    on_member_done=self._member_done,
                 )
             done.append(replace(item, member_probabilities=stack))
         op_output.emit(done, "series_work")
