@@ -108,6 +108,8 @@ def test_provider_preference_and_override() -> None:
         "CPUExecutionProvider"
     ]
     assert choose_providers(None, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    cpu_site = ["CPUExecutionProvider", "OpenVINOExecutionProvider"]
+    assert choose_providers(None, cpu_site) == ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
     assert choose_providers(["CUDAExecutionProvider"], gpu_site) == [
         "CUDAExecutionProvider",
         "CPUExecutionProvider",
