@@ -1,0 +1,238 @@
+"""Benchmark: our MAP pipeline vs the MONAI Deploy reference composition, side by side.
+
+    python -m benchmarks.pipeline_benchmark [--sizes 256x256x128,512x512x256] [--repeats 3]
+
+Per study size (columns x rows x slices, CT angiography at 0.5 x 0.5 x 1.0 mm, one axial
+series, ground truth known) both sides run as fresh processes, alternating, ``--repeats``
+times: ours is ``python -m map_app`` (which also writes the uncertainty map, the SR and
+report.json), the reference is ``benchmarks/reference_app.py`` (SDK operators, TorchScript
+copies of the same members, same overlap 0.25, no TTA on either side). The table gives
+medians of end-to-end wall time (process start to exit, models loaded inside), per-stage
+seconds, peak RSS (from the kernel's accounting of each child) and Dice of each side's SEG
+against the truth, and the ratios. Nothing here is a test: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.torchscript_members import export_members
+from map_app.demo import seg_mask_in_slice_order
+from models.metrics import dice
+from synthetic.case import Modality, generate_case
+from synthetic.dicom_series import write_series
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACING = (1.0, 0.5, 0.5)
+STAGES = ("load", "select", "volume", "inference", "uncertainty", "write SEG")
+
+
+@dataclass
+class Run:
+    wall_s: float
+    peak_rss_mb: float
+    dice: float
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+def _stack_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_STACK, (32 * 2**20, resource.RLIM_INFINITY))
+
+
+def timed_child(command: list[str], extra_env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run a child process; (wall seconds, peak RSS MiB) from the kernel's rusage."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HOLOSCAN_LOG_LEVEL": "ERROR",
+        **(extra_env or {}),
+    }
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_stack_limit,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    stderr = child.stderr.read().decode() if child.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} failed:\n{stderr[-3000:]}")
+    return wall, usage.ru_maxrss / 1024.0
+
+
+def make_study(size: tuple[int, int, int], folder: Path) -> tuple[np.ndarray, list[str]]:
+    """A CT study of ``size`` = (columns, rows, slices); returns truth mask and SOP UIDs."""
+    columns, rows, slices = size
+    fov = (
+        (slices - 1) * SPACING[0] + 0.5,
+        (rows - 1) * SPACING[1] + 0.25,
+        (columns - 1) * SPACING[2] + 0.25,
+    )
+    case = generate_case(4242, Modality.CT, spacing=SPACING, fov_mm=fov)
+    if case.image.shape != (slices, rows, columns):
+        raise RuntimeError(f"generated {case.image.shape}, wanted {(slices, rows, columns)}")
+    shutil.rmtree(folder, ignore_errors=True)
+    written = write_series(case, folder)
+    return case.mask, list(written.sop_instance_uids)
+
+
+def appliance_python(work: Path) -> Path:
+    """The appliance's runtime environment (no torch, no MONAI core), as the MAP image has.
+
+    Ours runs in it, so its start-up is what a site sees; the reference needs torch and
+    MONAI core and runs in the development environment.
+    """
+    venv = work / "runtime-venv"
+    if not (venv / "bin" / "python").exists():
+        env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)}
+        subprocess.run(
+            ["uv", "sync", "--frozen", "--no-default-groups", "-q"], cwd=ROOT, env=env, check=True
+        )
+    return venv / "bin" / "python"
+
+
+def run_ours(
+    python: Path,
+    study: Path,
+    out: Path,
+    truth: np.ndarray,
+    uids: list[str],
+    providers: str | None = None,
+) -> Run:
+    shutil.rmtree(out, ignore_errors=True)
+    wall, rss = timed_child(
+        [
+            str(python),
+            "-m",
+            "map_app",
+            "-i",
+            str(study),
+            "-o",
+            str(out),
+            "-m",
+            str(ROOT / "models" / "ensemble"),
+        ],
+        {"MINIVESS_PROVIDERS": providers} if providers else None,
+    )
+    report = json.loads((out / "report.json").read_text())
+    series = report["series"][0]
+    mask = seg_mask_in_slice_order(Path(series["outputs"]["seg"]), uids)
+    return Run(wall, rss, dice(mask, truth), dict(report["timings_s"]))
+
+
+def run_reference(study: Path, out: Path, models: Path, truth: np.ndarray, uids: list[str]) -> Run:
+    shutil.rmtree(out, ignore_errors=True)
+    timings = out.with_suffix(".json")
+    wall, rss = timed_child(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.reference_app",
+            "--input",
+            str(study),
+            "--output",
+            str(out),
+            "--models",
+            str(models),
+            "--timings",
+            str(timings),
+        ]
+    )
+    stages = json.loads(timings.read_text())
+    stages["inference"] = sum(v for k, v in stages.items() if k.startswith("inference:"))
+    stages["uncertainty"] = stages.pop("average", 0.0)
+    [seg] = list(out.rglob("*.dcm"))
+    return Run(wall, rss, dice(seg_mask_in_slice_order(seg, uids), truth), stages)
+
+
+def _median(runs: list[Run], attribute: str) -> float:
+    return statistics.median(getattr(run, attribute) for run in runs)
+
+
+def _stage(runs: list[Run], name: str) -> float:
+    return statistics.median(run.stages.get(name, 0.0) for run in runs)
+
+
+def print_table(size: str, ours: list[Run], reference: list[Run]) -> None:
+    print(f"\n## study {size} (median of {len(ours)} runs each, side by side)")
+    print(f"| {'measure':<28} | {'ours':>10} | {'reference':>10} | {'ref/ours':>8} |")
+    print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 10}|")
+    rows = [("end-to-end wall (s)", _median(ours, "wall_s"), _median(reference, "wall_s"))]
+    rows += [
+        (f"  stage {name} (s)", _stage(ours, name), _stage(reference, name)) for name in STAGES
+    ]
+    rows.append(("peak RSS (MiB)", _median(ours, "peak_rss_mb"), _median(reference, "peak_rss_mb")))
+    rows.append(("Dice vs truth", _median(ours, "dice"), _median(reference, "dice")))
+    for label, mine, theirs in rows:
+        ratio = f"{theirs / mine:8.2f}" if mine > 0 and "Dice" not in label else f"{'':8}"
+        print(f"| {label:<28} | {mine:10.3f} | {theirs:10.3f} | {ratio} |")
+    print(
+        "(ours' 'uncertainty' is the entropy/MI maps; the reference's is its averaging; "
+        "ours also writes a Parametric Map and an SR, counted in its end-to-end time)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="256x256x128,512x512x256")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument(
+        "--ours-providers",
+        default=None,
+        help="ONNX Runtime providers for ours, e.g. "
+        "TensorrtExecutionProvider,CUDAExecutionProvider (GPU variant)",
+    )
+    parser.add_argument(
+        "--ours-python",
+        type=Path,
+        default=None,
+        help="interpreter of the appliance environment (default: build one "
+        "without torch under WORK/runtime-venv)",
+    )
+    args = parser.parse_args(argv)
+    python = args.ours_python or appliance_python(args.work)
+    models = args.work / "torchscript"
+    export_members(ROOT / "models" / "ensemble", ROOT / "var" / "builder", models)
+    for text in args.sizes.split(","):
+        size = tuple(int(v) for v in text.lower().split("x"))
+        study = args.work / f"study-{text}"
+        truth, uids = make_study(size, study)  # type: ignore[arg-type]
+        ours: list[Run] = []
+        reference: list[Run] = []
+        for repeat in range(args.repeats):
+            ours.append(
+                run_ours(
+                    python, study, args.work / f"ours-{text}", truth, uids, args.ours_providers
+                )
+            )
+            reference.append(run_reference(study, args.work / f"ref-{text}", models, truth, uids))
+            print(
+                f"{text} run {repeat + 1}: ours {ours[-1].wall_s:.1f} s, "
+                f"reference {reference[-1].wall_s:.1f} s",
+                flush=True,
+            )
+        print_table(text, ours, reference)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
