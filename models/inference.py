@@ -125,8 +125,8 @@ def sliding_window_probability(
         for (z, y, x), prob in zip(batch_corners, probability, strict=True):
             accum[z : z + pz, y : y + py, x : x + px] += prob * importance
             weight[z : z + pz, y : y + py, x : x + px] += importance
-    result = accum / weight
-    return result[: volume.shape[0], : volume.shape[1], : volume.shape[2]]
+    np.divide(accum, weight, out=accum)
+    return accum[: volume.shape[0], : volume.shape[1], : volume.shape[2]]
 
 
 def _vessel_probability(

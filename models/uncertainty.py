@@ -19,8 +19,16 @@ SCORE_REGION_PROBABILITY = 0.05
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, _EPS, 1.0 - _EPS)
-    return (-(q * np.log(q) + (1.0 - q) * np.log1p(-q))).astype(np.float32)
+    """H(p) in nats, float32; computed in place on one copy (volumes are large)."""
+    q = np.clip(p, _EPS, 1.0 - _EPS).astype(np.float32, copy=False)
+    out = np.log(q)
+    out *= q
+    complement = np.subtract(1.0, q, dtype=np.float32)
+    np.log(complement, out=q)  # q is our own copy: reuse it for log(1 - p)
+    q *= complement
+    out += q
+    np.negative(out, out=out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -35,11 +43,15 @@ def voxel_uncertainty(member_probabilities: np.ndarray) -> VoxelUncertainty:
     """Uncertainty maps from a (members, z, y, x) stack of probabilities."""
     if member_probabilities.ndim != 4 or member_probabilities.shape[0] < 1:
         raise ValueError(f"expected (members, z, y, x), got {member_probabilities.shape}")
-    mean = member_probabilities.mean(axis=0)
+    mean = member_probabilities.mean(axis=0, dtype=np.float32)
     total = binary_entropy(mean)
-    aleatoric = np.mean([binary_entropy(p) for p in member_probabilities], axis=0)
-    epistemic = np.maximum(total - aleatoric, 0.0).astype(np.float32)
-    return VoxelUncertainty(mean.astype(np.float32), total, aleatoric.astype(np.float32), epistemic)
+    aleatoric = np.zeros_like(total)
+    for probability in member_probabilities:  # one member at a time: bounded memory
+        aleatoric += binary_entropy(probability)
+    aleatoric /= np.float32(member_probabilities.shape[0])
+    epistemic = np.subtract(total, aleatoric)
+    np.maximum(epistemic, 0.0, out=epistemic)
+    return VoxelUncertainty(mean, total, aleatoric, epistemic)
 
 
 def study_uncertainty_score(maps: VoxelUncertainty) -> float:

@@ -1,0 +1,84 @@
+"""Sliding-window stitching, resampling and the uncertainty decomposition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.inference import (
+    SlidingWindowSettings,
+    fuse,
+    resample,
+    resampled_shape,
+    sliding_window_probability,
+)
+from models.uncertainty import binary_entropy, study_uncertainty_score, voxel_uncertainty
+
+
+def _pointwise(batch: np.ndarray) -> np.ndarray:
+    """A 'network' whose vessel logit is its input: the stitched result must be sigmoid(x)."""
+    return np.concatenate([np.zeros_like(batch), batch], axis=1)
+
+
+@pytest.mark.parametrize("shape", [(20, 33, 41), (7, 9, 50), (48, 48, 48)])
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_sliding_window_stitches_without_seams(shape: tuple[int, int, int], overlap: float) -> None:
+    volume = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    settings = SlidingWindowSettings(overlap=overlap, batch_size=3)
+    result = sliding_window_probability(_pointwise, volume, (16, 16, 16), settings)
+    assert result.shape == shape
+    np.testing.assert_allclose(result, 1 / (1 + np.exp(-volume)), atol=1e-6)
+
+
+def test_flips_are_undone() -> None:
+    volume = np.random.default_rng(2).normal(size=(16, 20, 24)).astype(np.float32)
+    settings = SlidingWindowSettings(flips=((0,), (1,), (2,)))
+    result = sliding_window_probability(_pointwise, volume, (16, 16, 16), settings)
+    np.testing.assert_allclose(result, 1 / (1 + np.exp(-volume)), atol=1e-6)
+
+
+def test_resampling_round_trip_keeps_positions() -> None:
+    # A linear ramp along each axis is reproduced exactly by linear interpolation.
+    z, y, x = np.meshgrid(np.arange(30), np.arange(40), np.arange(50), indexing="ij")
+    ramp = (0.7 * z + 0.2 * y + 0.1 * x).astype(np.float32)
+    source, target = (1.2, 0.5, 0.5), (0.6, 0.6, 0.6)
+    coarse = resample(ramp, source, target)
+    assert coarse.shape == resampled_shape(ramp.shape, source, target)
+    # voxel (k, j, i) of the target grid sits at (k*0.6/1.2, j*0.6/0.5, i*0.6/0.5) in source indices
+    k, j, i = 10, 7, 9
+    expected = 0.7 * k * 0.5 + 0.2 * j * 1.2 + 0.1 * i * 1.2
+    assert coarse[k, j, i] == pytest.approx(expected, abs=1e-4)
+    back = resample(coarse, target, source, shape=ramp.shape)
+    np.testing.assert_allclose(back[:-2, :-2, :-2], ramp[:-2, :-2, :-2], atol=1e-3)
+
+
+def test_uncertainty_decomposition() -> None:
+    rng = np.random.default_rng(3)
+    members = rng.random((4, 6, 7, 8)).astype(np.float32)
+    maps = voxel_uncertainty(members)
+    np.testing.assert_allclose(maps.mean_probability, members.mean(0), atol=1e-6)
+    np.testing.assert_allclose(maps.predictive_entropy, binary_entropy(members.mean(0)), atol=1e-6)
+    np.testing.assert_allclose(
+        maps.predictive_entropy, maps.expected_entropy + maps.mutual_information, atol=1e-5
+    )
+    assert maps.mutual_information.min() >= 0.0
+    assert maps.predictive_entropy.max() <= np.log(2) + 1e-6
+
+
+def test_agreeing_members_have_no_epistemic_uncertainty() -> None:
+    agreeing = np.repeat(np.random.default_rng(4).random((1, 5, 5, 5)), 3, axis=0)
+    disagreeing = np.stack([np.full((5, 5, 5), v, np.float32) for v in (0.05, 0.5, 0.95)])
+    assert voxel_uncertainty(agreeing.astype(np.float32)).mutual_information.max() < 1e-5
+    score = study_uncertainty_score(voxel_uncertainty(disagreeing))
+    assert score > 0.2
+
+
+def test_fusion_methods() -> None:
+    members = np.stack([np.full((2, 2, 2), v, np.float32) for v in (0.2, 0.6, 0.9)])
+    assert fuse(members, "mean")[0, 0, 0] == pytest.approx(0.5666, abs=1e-3)
+    assert fuse(members, "majority")[0, 0, 0] == pytest.approx(2 / 3)
+    assert fuse(members, "weighted", [2.0, 1.0, 1.0])[0, 0, 0] == pytest.approx(0.475)
+    with pytest.raises(ValueError, match="one weight per member"):
+        fuse(members, "weighted", [1.0])
+    with pytest.raises(ValueError, match="unknown fusion"):
+        fuse(members, "median")
