@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from operators.run_report import ModelSummary, RunReport
+
 # Studies take seconds to minutes; per-stage times from milliseconds up.
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 STUDY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
@@ -24,36 +26,113 @@ class ApplianceMetrics:
             "minivess_stage_duration_seconds",
             "Time spent in one pipeline stage for one series (receive, select, volume, "
             "inference, uncertainty, write, export); inference also per ensemble member.",
-            ["stage", "member"], buckets=STAGE_BUCKETS, registry=r)
+            ["stage", "member"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self.study_seconds = Histogram(
             "minivess_study_latency_seconds",
             "End-to-end study latency: last instance received -> export done.",
-            buckets=STUDY_BUCKETS, registry=r)
+            buckets=STUDY_BUCKETS,
+            registry=r,
+        )
         self.instances_received = Counter(
-            "minivess_instances_received_total", "Instances accepted by C-STORE or HTTP.",
-            ["interface"], registry=r)
+            "minivess_instances_received_total",
+            "Instances accepted by C-STORE or HTTP.",
+            ["interface"],
+            registry=r,
+        )
         self.instances_rejected = Counter(
-            "minivess_instances_rejected_total", "Instances refused, by reason.",
-            ["interface", "reason"], registry=r)
+            "minivess_instances_rejected_total",
+            "Instances refused, by reason.",
+            ["interface", "reason"],
+            registry=r,
+        )
         self.studies = Counter(
-            "minivess_studies_total", "Studies finished, by outcome (done, failed).",
-            ["outcome"], registry=r)
+            "minivess_studies_total",
+            "Studies finished, by outcome (done, failed).",
+            ["outcome"],
+            registry=r,
+        )
         self.exports = Counter(
-            "minivess_exports_total", "Export attempts, by outcome (ok, retried, dead_lettered).",
-            ["outcome"], registry=r)
+            "minivess_exports_total",
+            "Export attempts, by outcome (ok, retried, dead_lettered).",
+            ["outcome"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
-            "minivess_queue_depth", "Jobs waiting or running (received, queued, processing, "
-            "exporting).", registry=r)
+            "minivess_queue_depth",
+            "Jobs waiting or running (received, queued, processing, exporting).",
+            registry=r,
+        )
         self.spool_bytes = Gauge(
-            "minivess_spool_bytes", "Bytes held in the receive spool.", registry=r)
+            "minivess_spool_bytes", "Bytes held in the receive spool.", registry=r
+        )
         self.uncertainty_score = Histogram(
             "minivess_study_uncertainty_score",
             "Study-level uncertainty score (mean mutual information, nats).",
-            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7), registry=r)
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7),
+            registry=r,
+        )
         self.ood_flags = Counter(
-            "minivess_ood_flags_total", "Series flagged out-of-distribution (answered, marked "
-            "for review).", registry=r)
+            "minivess_ood_flags_total",
+            "Series flagged out-of-distribution (answered, marked for review).",
+            registry=r,
+        )
         self.drift_share = Gauge(
-            "minivess_drift_share", "Share of drifted features in the latest drift report.",
-            registry=r)
+            "minivess_drift_share",
+            "Share of drifted features in the latest drift report.",
+            registry=r,
+        )
         self.model_info = Info("minivess_model", "The loaded ensemble.", registry=r)
+
+
+def stage_label(timing_key: str) -> tuple[str, str]:
+    """(stage, member) labels for a ``RunReport.timings_s`` key.
+
+    The stage is the key's first word, lower-cased: "write SEG", "write uncertainty map"
+    and "write SR" are all stage "write" (the stage set in the histogram's help; the
+    per-output split is in the traces). ``"inference:<member>"`` -> ("inference", member);
+    the whole-ensemble ``"inference"`` and every other stage have member "", so
+    ``{stage="inference", member=""}`` is the whole ensemble: do not sum over member.
+    """
+    stage, _, member = timing_key.partition(":")
+    return stage.strip().split(" ")[0].lower(), member
+
+
+def observe_run_report(
+    metrics: ApplianceMetrics, report: RunReport, study_latency_s: float | None = None
+) -> None:
+    """Record one finished pipeline run: stage times, uncertainty scores, OOD flags.
+
+    One observation per (stage, member) and run (the write outputs summed into "write").
+    ``study_latency_s`` (last instance received -> export done) is observed when given;
+    the studies/exports counters are the caller's (they depend on the export outcome).
+    """
+    summed: dict[tuple[str, str], float] = {}
+    for key, seconds in report.timings_s.items():
+        labels = stage_label(key)
+        summed[labels] = summed.get(labels, 0.0) + seconds
+    for (stage, member), seconds in summed.items():
+        metrics.stage_seconds.labels(stage=stage, member=member).observe(seconds)
+    for series in report.series:
+        if series.status != "done":
+            continue
+        if series.uncertainty_score is not None:
+            metrics.uncertainty_score.observe(series.uncertainty_score)
+        if series.out_of_distribution:
+            metrics.ood_flags.inc()
+    if study_latency_s is not None:
+        metrics.study_seconds.observe(study_latency_s)
+
+
+def set_model_info(metrics: ApplianceMetrics, model: ModelSummary) -> None:
+    """``minivess_model_info{name, version, providers, members}`` from the loaded ensemble."""
+    metrics.model_info.info(
+        {
+            "name": model.name,
+            "version": model.version,
+            "providers": ",".join(model.providers),
+            "members": ",".join(model.members),
+        }
+    )

@@ -1,0 +1,166 @@
+"""Drift: feature store, reference synthesis, Evidently reports on features of real runs.
+
+Live features come from synthetic studies run through the shipped ensemble (seeds outside
+the train 0-15, validation 1000-1003 and test 2000-2005 ranges). Findings these tests pin:
+
+* Per-modality reference (a CT baseline feature store): CT vs CT no drift, MR vs CT drift
+  in the intensity features.
+* The manifest's reference profile pools the CT and MR validation studies, so a stream
+  with the validation mix shows no drift against it, while a single-modality stream
+  (CT-only as well as MR-only) drifts in ``intensity_p50`` by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.features import FEATURE_NAMES, study_features
+from models.manifest import EnsembleManifest, read_manifest
+from service.observability.__main__ import main
+from service.observability.drift import (
+    FeatureRow,
+    FeatureStore,
+    drift_report,
+    feature_row,
+    frame,
+    manifest_reference,
+    reference_sample,
+)
+
+MODEL_DIR = Path("models/ensemble")
+BASELINE_SEEDS = range(3000, 3008)
+CURRENT_SEEDS = range(4000, 4008)
+INTENSITY = ("intensity_p50", "intensity_iqr")
+
+
+@pytest.fixture(scope="module")
+def manifest() -> EnsembleManifest:
+    return read_manifest(MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def live_rows() -> dict[tuple[str, int], FeatureRow]:
+    """Feature rows of 32 synthetic studies (CT/MR x baseline/current seeds)."""
+    from models.inference import ensemble_probabilities
+    from models.loader import load_ensemble
+    from models.uncertainty import study_uncertainty_score, voxel_uncertainty
+    from synthetic.case import generate_case
+
+    ensemble = load_ensemble(MODEL_DIR)
+    rows = {}
+    for modality in ("CT", "MR"):
+        for seed in (*BASELINE_SEEDS, *CURRENT_SEEDS):
+            case = generate_case(seed, modality)
+            maps = voxel_uncertainty(
+                ensemble_probabilities(ensemble, case.image, case.geometry.spacing)
+            )
+            features = study_features(
+                case.image,
+                case.geometry.spacing,
+                maps.mean_probability,
+                study_uncertainty_score(maps),
+            )
+            rows[modality, seed] = feature_row(
+                uuid.uuid4().hex, f"2.25.{seed}", features, modality, "1.0.0"
+            )
+    return rows
+
+
+def _frame(rows: dict[tuple[str, int], FeatureRow], modality: str, seeds: range) -> pd.DataFrame:
+    return frame(rows[modality, seed] for seed in seeds)
+
+
+def test_reference_sample_reproduces_the_profile(manifest: EnsembleManifest) -> None:
+    reference = manifest_reference(manifest)
+    assert len(reference) == len(manifest.calibration.validation_scores) == 8
+    assert list(reference.columns) == list(FEATURE_NAMES)
+    assert reference.equals(manifest_reference(manifest))  # deterministic
+    large = reference_sample(manifest.reference_profile, 2000)
+    for name in FEATURE_NAMES:
+        profile = manifest.reference_profile[name]
+        p05, p50, p95 = np.percentile(large[name], [5, 50, 95])
+        spread = profile.p95 - profile.p05
+        assert p05 == pytest.approx(profile.p05, abs=0.01 * spread), name
+        assert p50 == pytest.approx(profile.p50, abs=0.01 * spread), name
+        assert p95 == pytest.approx(profile.p95, abs=0.01 * spread), name
+        assert reference[name].mean() == pytest.approx(profile.mean, abs=0.25 * profile.std)
+
+
+def test_feature_store_is_append_only_phi_free_and_survives_a_torn_line(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "drift" / "features.jsonl", fsync=True)
+    features = dict.fromkeys(FEATURE_NAMES, 1.0)
+    ids = [uuid.uuid4().hex for _ in range(4)]
+    for index, correlation_id in enumerate(ids):
+        store.append(feature_row(correlation_id, "1.2.840.99.7", features, ["CT", "MR"][index % 2]))
+    with store.path.open("a") as out:
+        out.write('{"timestamp": "2026-')  # a crash mid-write
+    rows = store.rows()
+    assert [row.correlation_id for row in rows] == ids and store.skipped_lines == 1
+    assert [row.correlation_id for row in store.rows(modality="ct")] == ids[0::2]
+    assert [row.correlation_id for row in store.rows(last=2)] == ids[2:]
+    text = store.path.read_text()
+    assert "1.2.840.99.7" not in text and rows[0].series_key in text
+    with pytest.raises(ValueError, match="lacks"):
+        feature_row(ids[0], "1.2", {"intensity_p50": 1.0})
+
+
+@pytest.mark.slow
+def test_per_modality_reference_ct_vs_ct_none_mr_vs_ct_drift(live_rows: dict) -> None:
+    baseline = _frame(live_rows, "CT", BASELINE_SEEDS)
+    same = drift_report(_frame(live_rows, "CT", CURRENT_SEEDS), baseline)
+    assert same.drifted_columns == 0 and not same.dataset_drift, same.summary()
+    other = drift_report(_frame(live_rows, "MR", CURRENT_SEEDS), baseline)
+    assert all(other.scores[name] < 0.05 for name in INTENSITY), other.summary()
+    assert other.drift_share > same.drift_share
+
+
+@pytest.mark.slow
+def test_manifest_reference_pools_modalities(live_rows: dict, manifest: EnsembleManifest) -> None:
+    reference = manifest_reference(manifest)
+    half = range(CURRENT_SEEDS.start, CURRENT_SEEDS.start + 4)
+    mixed = pd.concat([_frame(live_rows, "CT", half), _frame(live_rows, "MR", half)])
+    assert drift_report(mixed, reference).drift_share == 0.0
+    seeds = range(BASELINE_SEEDS.start, CURRENT_SEEDS.stop)
+    everything = [seed for seed in seeds if ("CT", seed) in live_rows]
+    for modality in ("CT", "MR"):
+        single = frame(live_rows[modality, seed] for seed in everything)
+        result = drift_report(single, reference)
+        assert result.scores["intensity_p50"] < 0.05, (modality, result.summary())
+
+
+@pytest.mark.slow
+def test_drift_cli_writes_html_and_json(live_rows: dict, tmp_path: Path, capsys) -> None:
+    store, baseline = FeatureStore(tmp_path / "features.jsonl"), FeatureStore(tmp_path / "ct.jsonl")
+    for seed in BASELINE_SEEDS:
+        baseline.append(live_rows["CT", seed])
+    for seed in CURRENT_SEEDS:  # CT then MR: --last 8 picks the MR rows
+        store.append(live_rows["CT", seed])
+    for seed in CURRENT_SEEDS:
+        store.append(live_rows["MR", seed])
+    out = tmp_path / "reports"
+    args = ["drift", "--store", str(store.path), "--out", str(out), "--last", "8"]
+    against_ct = [*args, "--reference-store", str(baseline.path), "--fail-on-drift"]
+    assert main(against_ct) in (0, 3)  # MR vs the CT baseline
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["current_rows"] == 8 and summary["reference_rows"] == 8
+    assert summary["scores"]["intensity_p50"] < 0.05
+    assert Path(summary["html"]).stat().st_size > 10_000
+    written = json.loads(Path(summary["json"]).read_text())
+    assert written["summary"]["drift_share"] == summary["drift_share"]
+    assert "metrics" in written["evidently"]
+
+    assert main([*against_ct, "--modality", "CT"]) == 0  # CT vs CT: no dataset drift
+    assert json.loads(capsys.readouterr().out)["drifted_columns"] == 0
+
+    assert main([*args, "--manifest", str(MODEL_DIR / "manifest.json")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["reference_rows"] == 8 and 0.0 <= summary["drift_share"] <= 1.0
+
+    assert main([*args, "--manifest", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
