@@ -37,7 +37,9 @@ class SeriesOutcome(BaseModel):
     uncertainty_score: float | None = None
     ood_threshold: float | None = None
     out_of_distribution: bool | None = None
-    dice_vs_reference: float | None = None
+    features: dict[str, float] = Field(
+        default_factory=dict, description="drift features (models/features.py), no PHI"
+    )
 
 
 class ModelSummary(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
+from models.features import study_features
 from models.inference import SlidingWindowSettings, ensemble_probabilities, fuse
 from models.loader import LoadedEnsemble
 from models.uncertainty import study_uncertainty_score, voxel_uncertainty
@@ -128,5 +129,12 @@ class UncertaintyOperator(Operator):
             outcome.ood_threshold = result.ood_threshold
             outcome.out_of_distribution = result.out_of_distribution
             outcome.vessel_volume_ml = round(result.vessel_volume_ml(item.volume.geometry), 4)
+            outcome.features = study_features(
+                item.volume.voxels,
+                item.volume.geometry.spacing,
+                result.mean_probability,
+                result.uncertainty_score,
+                self.ensemble.manifest.probability_threshold,
+            )
             done.append(SeriesWork(item.volume, None, result))
         op_output.emit(done, "series_work")
