@@ -121,6 +121,13 @@ class FeatureReference(_Strict):
     p95: float
 
 
+class ReferenceStudy(_Strict):
+    """One validation study's drift features: the reference drift reports compare against."""
+
+    modality: str
+    features: dict[str, float]
+
+
 class EnsembleManifest(_Strict):
     schema_version: Literal["1.0"] = "1.0"
     name: str = Field(max_length=64)
@@ -133,6 +140,9 @@ class EnsembleManifest(_Strict):
     provenance: Provenance
     calibration: Calibration
     reference_profile: dict[str, FeatureReference]
+    reference_features: tuple[ReferenceStudy, ...] = Field(
+        default=(), description="per-study features of the validation split, by modality"
+    )
 
     @model_validator(mode="after")
     def _unique_members(self) -> EnsembleManifest:

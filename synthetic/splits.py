@@ -28,7 +28,7 @@ SplitName = Literal["train", "val", "test"]
 # Disjoint seed ranges; both modalities are rendered for every seed.
 SPLIT_SEEDS: dict[str, range] = {
     "train": range(0, 16),
-    "val": range(1000, 1004),
+    "val": range(1000, 1012),
     "test": range(2000, 2006),
 }
 

@@ -32,6 +32,7 @@ from models.manifest import (
     EnsembleManifest,
     Member,
     Provenance,
+    ReferenceStudy,
     SegmentationMetrics,
 )
 from models.metrics import cldice, dice, hd95
@@ -205,6 +206,7 @@ def build(
     val_predictions = predict_cases(val_cases, sessions, recipe.members)
     val_scores: dict[str, float] = {}
     profile_rows = []
+    reference_studies = []
     for prediction in val_predictions:
         maps = voxel_uncertainty(prediction.members)
         score = study_uncertainty_score(maps)
@@ -216,6 +218,9 @@ def build(
                 maps.mean_probability,
                 score,
             )
+        )
+        reference_studies.append(
+            ReferenceStudy(modality=prediction.case.modality.value, features=profile_rows[-1])
         )
     threshold = max(max(val_scores.values()) * OOD_MARGIN, 1e-4)
 
@@ -272,6 +277,7 @@ def build(
             rule=f"{OOD_MARGIN} x the highest validation study score",
         ),
         reference_profile=reference_profile(profile_rows),
+        reference_features=tuple(reference_studies),
     )
     (out_dir / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
     return manifest

@@ -36,7 +36,7 @@ class BuildRecipe(BaseModel):
     version: str = "1.0.0"
     members: tuple[MemberRecipe, ...]
     train_seeds: tuple[int, int] = (0, 16)
-    val_seeds: tuple[int, int] = (1000, 1004)
+    val_seeds: tuple[int, int] = (1000, 1012)
     test_seeds: tuple[int, int] = (2000, 2006)
     torch_threads: int = 2
     onnx_opset: int = 17
