@@ -7,12 +7,12 @@ validation split and the drift reference profile.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
@@ -263,7 +263,9 @@ def build(
             code_commit=_code_commit(),
             created=_created(),
             libraries={
-                name: package_version(name)
+                # Module versions, not distribution names: onnxruntime comes as
+                # onnxruntime-openvino here and as onnxruntime-gpu on GPU builds.
+                name: str(importlib.import_module(name).__version__)
                 for name in ("torch", "monai", "onnx", "onnxruntime", "numpy", "scipy")
             },
             determinism_tolerance=(
