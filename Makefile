@@ -29,3 +29,18 @@ data: ## write the train/val/test splits as NIfTI under var/data
 
 clean:
 	rm -rf var output .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: compliance
+compliance: ## IEC 62304 documents, traceability and verification report (Markdown + HTML) into var/compliance
+	@scripts/bootstrap.sh python
+	@mkdir -p var/compliance
+	@# The verification report needs a real run: the whole suite, or JUNIT=file from CI.
+	@if [[ -z "$(JUNIT)" ]]; then \
+		scripts/run_tests.sh -p compliance.pytest_plugin \
+			--junitxml=var/compliance/junit.xml $(PYTEST_ARGS) || true; fi
+	@$(PY) -m compliance.gen render --out var/compliance --junit $(or $(JUNIT),var/compliance/junit.xml)
+
+.PHONY: serve
+serve: ## the appliance service with dev defaults: DICOM MINIVESS@127.0.0.1:11112, state under var/
+	@scripts/bootstrap.sh python
+	@MINIVESS_DEV_MODE=$${MINIVESS_DEV_MODE:-true} $(PY) -m service serve

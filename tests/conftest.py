@@ -12,6 +12,13 @@ import pytest
 from tests.peers import Orthanc, run_orthanc
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Traceability (compliance/): which software requirements a test verifies.
+    config.addinivalue_line(
+        "markers", "requirement(*ids): the software requirements (SRS-xxx) this test verifies"
+    )
+
+
 @pytest.fixture
 def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
     """A fresh Orthanc (empty storage, free ports) for one test, stopped afterwards.

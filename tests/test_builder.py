@@ -31,6 +31,7 @@ def smoke_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return first, second
 
 
+@pytest.mark.requirement("SRS-019")
 def test_smoke_build_is_deterministic(smoke_builds: tuple[Path, Path]) -> None:
     first, second = (read_manifest(folder) for folder in smoke_builds)
     assert [m.sha256 for m in first.members] == [m.sha256 for m in second.members]
@@ -38,6 +39,7 @@ def test_smoke_build_is_deterministic(smoke_builds: tuple[Path, Path]) -> None:
     assert first.calibration.ood_threshold == second.calibration.ood_threshold
 
 
+@pytest.mark.requirement("SRS-019", "SRS-016", "SRS-017")
 def test_smoke_build_writes_a_loadable_verified_ensemble(smoke_builds: tuple[Path, Path]) -> None:
     loaded = load_ensemble(smoke_builds[0])
     manifest = loaded.manifest
@@ -51,6 +53,7 @@ def test_smoke_build_writes_a_loadable_verified_ensemble(smoke_builds: tuple[Pat
         assert [d.dim_param != "" for d in dims] == [True, False, True, True, True]
 
 
+@pytest.mark.requirement("SRS-019")
 def test_parity_holds_and_a_wrong_model_is_caught(tmp_path: Path) -> None:
     recipe = SMOKE.members[0]
     seed_everything(5, 2)
@@ -65,6 +68,7 @@ def test_parity_holds_and_a_wrong_model_is_caught(tmp_path: Path) -> None:
     assert parity_max_difference(other, onnx_bytes, inputs) > 1e-3
 
 
+@pytest.mark.requirement("SRS-019")
 def test_export_refused_when_parity_fails(tmp_path: Path) -> None:
     recipe = SMOKE.members[0]
     network = build_network(recipe).eval()

@@ -121,6 +121,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory, ct: SyntheticCase) -> tuple[
     return folder, {"first": first, "second": second, "corrupt": corrupt, "identity": identity}
 
 
+@pytest.mark.requirement("SRS-001", "SRS-002")
 def test_mixed_folder_selects_both_volume_series(mixed: tuple[Path, dict]) -> None:
     folder, written = mixed
     scan = scan_dicom_folder(folder)
@@ -144,6 +145,7 @@ def test_mixed_folder_selects_both_volume_series(mixed: tuple[Path, dict]) -> No
         assert volume.study_instance_uid == written["identity"].study_instance_uid
 
 
+@pytest.mark.requirement("SRS-001")
 def test_several_studies_in_one_folder(
     tmp_path: Path, ct: SyntheticCase, mr: SyntheticCase
 ) -> None:
@@ -156,6 +158,7 @@ def test_several_studies_in_one_folder(
     assert [(s.study_uid, s.name) for s in selected] == expected
 
 
+@pytest.mark.requirement("SRS-001", "SRS-014")
 def test_single_file_input_and_missing_path(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path / "in")
     scan = scan_dicom_folder(written.files[0])
@@ -167,6 +170,7 @@ def test_single_file_input_and_missing_path(tmp_path: Path, ct: SyntheticCase) -
 # --------------------------------------------------------------------------- volumes
 
 
+@pytest.mark.requirement("SRS-003")
 def test_head_first_and_feet_first_give_the_same_patient_volume(
     tmp_path: Path, ct: SyntheticCase
 ) -> None:
@@ -197,6 +201,7 @@ def test_head_first_and_feet_first_give_the_same_patient_volume(
 
 
 @pytest.mark.parametrize("modality", ["CT", "MR"])
+@pytest.mark.requirement("SRS-005")
 def test_jpeg_ls_and_rescale_decode_to_case_values(
     tmp_path: Path, ct: SyntheticCase, mr: SyntheticCase, modality: str
 ) -> None:
@@ -213,6 +218,7 @@ def test_jpeg_ls_and_rescale_decode_to_case_values(
 
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless], ids=["rle", "j2k"])
+@pytest.mark.requirement("SRS-005")
 def test_other_compressed_syntaxes(tmp_path: Path, mr: SyntheticCase, syntax: str) -> None:
     written = write(mr, tmp_path, rescale=True)
     for path in written.files:
@@ -237,6 +243,7 @@ def assert_fails(
     return caught.value
 
 
+@pytest.mark.requirement("SRS-001", "SRS-014")
 def test_empty_or_junk_folders_have_no_image_series(tmp_path: Path) -> None:
     assert_fails(NoImageSeriesError, ("no files found",), lambda: select_series(scan(tmp_path)))
     (tmp_path / "a.txt").write_text("not dicom")
@@ -253,6 +260,7 @@ def scan(folder: Path) -> DicomScan:
     return scan_dicom_folder(folder)
 
 
+@pytest.mark.requirement("SRS-002")
 def test_only_localizer_or_report_does_not_qualify(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path, localizer=True)
     for path in written.files:
@@ -279,6 +287,7 @@ def test_only_localizer_or_report_does_not_qualify(tmp_path: Path, ct: Synthetic
     )
 
 
+@pytest.mark.requirement("SRS-004")
 def test_single_slice(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path)
     for path in written.files[1:]:
@@ -288,6 +297,7 @@ def test_single_slice(tmp_path: Path, ct: SyntheticCase) -> None:
     )
 
 
+@pytest.mark.requirement("SRS-004")
 def test_missing_middle_slice(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path, shuffle=True)
     written.files[5].unlink()  # files[k] holds slice k
@@ -299,6 +309,7 @@ def test_missing_middle_slice(tmp_path: Path, ct: SyntheticCase) -> None:
     assert error.exit_code == 13
 
 
+@pytest.mark.requirement("SRS-014")
 def test_truncated_pixel_data(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path)
     victim = written.files[4]
@@ -309,6 +320,7 @@ def test_truncated_pixel_data(tmp_path: Path, ct: SyntheticCase) -> None:
     assert error.exit_code == 12
 
 
+@pytest.mark.requirement("SRS-014")
 def test_pixel_data_missing_after_header(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path)
     victim = written.files[2]
@@ -328,6 +340,7 @@ def rotate_orientation(ds: Dataset) -> None:
     ]
 
 
+@pytest.mark.requirement("SRS-004")
 def test_oblique_series(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path)
     for path in written.files:
@@ -339,6 +352,7 @@ def test_oblique_series(tmp_path: Path, ct: SyntheticCase) -> None:
     )
 
 
+@pytest.mark.requirement("SRS-004")
 def test_gantry_tilt(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path)
     tilt = np.tan(np.deg2rad(15.0)) * ct.geometry.spacing[0]
@@ -356,6 +370,7 @@ def test_gantry_tilt(tmp_path: Path, ct: SyntheticCase) -> None:
     )
 
 
+@pytest.mark.requirement("SRS-004")
 def test_duplicate_positions_and_uneven_spacing(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path / "dup")
     ipp = pydicom.dcmread(written.files[3]).ImagePositionPatient
@@ -380,6 +395,7 @@ def test_duplicate_positions_and_uneven_spacing(tmp_path: Path, ct: SyntheticCas
     )
 
 
+@pytest.mark.requirement("SRS-004")
 def test_slices_that_do_not_fit_together(tmp_path: Path, ct: SyntheticCase) -> None:
     cases: dict[str, tuple[Callable[[Dataset], None], str]] = {
         "rows": (lambda ds: setattr(ds, "Rows", ds.Rows - 1), "differ in size"),
@@ -399,6 +415,7 @@ def test_slices_that_do_not_fit_together(tmp_path: Path, ct: SyntheticCase) -> N
         )
 
 
+@pytest.mark.requirement("SRS-015")
 def test_memory_budget_is_checked_before_decoding(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path)
     victim = written.files[4]
@@ -441,6 +458,7 @@ def rule(**conditions: object) -> SelectionRules:
     )
 
 
+@pytest.mark.requirement("SRS-002")
 def test_sdk_example_rules_parse_and_match(mixed: tuple[Path, dict], tmp_path: Path) -> None:
     folder, _ = mixed
     rules = SelectionRules.from_json(SDK_EXAMPLE)
@@ -483,6 +501,7 @@ def test_sdk_example_rules_parse_and_match(mixed: tuple[Path, dict], tmp_path: P
         ({"Modality": "CT", "ContrastBolusAgent": None}, [1, 7, 1001]),  # null is ignored
     ],
 )
+@pytest.mark.requirement("SRS-002")
 def test_condition_matching(mixed: tuple[Path, dict], conditions: dict, expected: list) -> None:
     scan_result = scan_dicom_folder(mixed[0])
     try:
@@ -492,6 +511,7 @@ def test_condition_matching(mixed: tuple[Path, dict], conditions: dict, expected
     assert selected == expected
 
 
+@pytest.mark.requirement("SRS-002")
 def test_default_rules_and_first_rule_wins(mixed: tuple[Path, dict]) -> None:
     assert [r.name for r in DEFAULT_RULES.selections] == ["CT volume", "MR volume"]
     rules = SelectionRules.from_json(
@@ -540,6 +560,7 @@ def test_default_rules_and_first_rule_wins(mixed: tuple[Path, dict]) -> None:
         ('{"selections": [', "Invalid JSON"),
     ],
 )
+@pytest.mark.requirement("SRS-002", "SRS-014")
 def test_malformed_rules_say_what_is_wrong(text: str, fragment: str) -> None:
     with pytest.raises(SelectionRulesError) as caught:
         SelectionRules.from_json(text)
@@ -547,6 +568,7 @@ def test_malformed_rules_say_what_is_wrong(text: str, fragment: str) -> None:
     assert caught.value.exit_code == 2
 
 
+@pytest.mark.requirement("SRS-002")
 def test_rules_from_parsed_json() -> None:
     data = json.loads(SDK_EXAMPLE)
     assert SelectionRules.from_data(data) == SelectionRules.from_json(SDK_EXAMPLE)
@@ -555,11 +577,13 @@ def test_rules_from_parsed_json() -> None:
         SelectionRules.from_data(data)
 
 
+@pytest.mark.requirement("SRS-002", "SRS-014")
 def test_rules_file_missing(tmp_path: Path) -> None:
     with pytest.raises(SelectionRulesError, match="cannot read selection rules file"):
         SelectionRules.from_file(tmp_path / "absent.json")
 
 
+@pytest.mark.requirement("SRS-001")
 def test_duplicate_file_copies_are_skipped(tmp_path: Path, ct: SyntheticCase) -> None:
     written = write(ct, tmp_path / "in")
     shutil.copy(written.files[0], tmp_path / "in" / "copy-of-first")

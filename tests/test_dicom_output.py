@@ -137,6 +137,7 @@ def code_of(item: Dataset) -> tuple[str, str]:
 
 @pytest.mark.peer
 @pytest.mark.parametrize("fractional", [False, True], ids=["binary", "fractional"])
+@pytest.mark.requirement("SRS-008")
 def test_segmentation_is_valid_coded_and_in_the_source_study(
     case: SyntheticCase, volumes: dict[str, SeriesVolume], tmp_path: Path, fractional: bool
 ) -> None:
@@ -189,6 +190,7 @@ def vessel_voxels(case: SyntheticCase, seg: Dataset) -> set[tuple[int, ...]]:
 
 
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
+@pytest.mark.requirement("SRS-009")
 def test_segmentation_frames_sit_on_their_source_slices(
     case: SyntheticCase, volumes: dict[str, SeriesVolume], tmp_path: Path, orientation: str
 ) -> None:
@@ -219,6 +221,7 @@ def test_segmentation_frames_sit_on_their_source_slices(
     assert pixels.sum() == result.mask.sum() > 0
 
 
+@pytest.mark.requirement("SRS-009", "SRS-003")
 def test_hfs_and_ffs_segmentations_mark_the_same_patient_positions(
     case: SyntheticCase, volumes: dict[str, SeriesVolume], tmp_path: Path
 ) -> None:
@@ -232,6 +235,7 @@ def test_hfs_and_ffs_segmentations_mark_the_same_patient_positions(
     assert len(points["HFS"]) == int(make_result(case, volumes["HFS"]).mask.sum())
 
 
+@pytest.mark.requirement("SRS-008", "SRS-009")
 def test_fractional_segmentation_holds_the_probability_of_each_source_slice(
     case: SyntheticCase, volumes: dict[str, SeriesVolume], tmp_path: Path
 ) -> None:
@@ -251,6 +255,7 @@ def test_fractional_segmentation_holds_the_probability_of_each_source_slice(
 
 @pytest.mark.peer
 @pytest.mark.parametrize("quantity", list(UncertaintyQuantity))
+@pytest.mark.requirement("SRS-010", "SRS-007")
 def test_uncertainty_map_is_valid_and_aligned(
     case: SyntheticCase,
     volumes: dict[str, SeriesVolume],
@@ -303,6 +308,7 @@ def items_named(dataset: Dataset, code: tuple[str, str]) -> list[Dataset]:
 
 @pytest.mark.peer
 @pytest.mark.parametrize("ood", [False, True], ids=["in-distribution", "ood"])
+@pytest.mark.requirement("SRS-011", "SRS-007")
 def test_measurement_report_holds_volume_uncertainty_and_review_flag(
     case: SyntheticCase, volumes: dict[str, SeriesVolume], tmp_path: Path, ood: bool
 ) -> None:
@@ -362,6 +368,7 @@ def test_measurement_report_holds_volume_uncertainty_and_review_flag(
 
 
 @pytest.mark.peer
+@pytest.mark.requirement("SRS-008", "SRS-010", "SRS-011")
 def test_an_empty_result_still_gives_valid_objects(
     case: SyntheticCase, volumes: dict[str, SeriesVolume], tmp_path: Path
 ) -> None:
@@ -382,6 +389,7 @@ def test_an_empty_result_still_gives_valid_objects(
 # ------------------------------------------------------------------- UIDs and numbers
 
 
+@pytest.mark.requirement("SRS-012")
 def test_uids_are_deterministic_per_series_kind_and_model_version(
     case: SyntheticCase, volumes: dict[str, SeriesVolume]
 ) -> None:
@@ -410,6 +418,7 @@ def test_uids_are_deterministic_per_series_kind_and_model_version(
     assert int(volume.source_datasets[0].SeriesNumber) not in numbers
 
 
+@pytest.mark.requirement("SRS-012")
 def test_series_number_never_equals_the_source_series_number(
     case: SyntheticCase, volumes: dict[str, SeriesVolume]
 ) -> None:
@@ -437,6 +446,7 @@ def test_series_number_never_equals_the_source_series_number(
     ],
     ids=["mask-shape", "mask-values", "no-version", "no-sources", "missing-slice", "long-name"],
 )
+@pytest.mark.requirement("SRS-008", "SRS-014")
 def test_segmentation_rejects_bad_inputs(
     case: SyntheticCase, volumes: dict[str, SeriesVolume], change, message: str
 ) -> None:
@@ -447,6 +457,7 @@ def test_segmentation_rejects_bad_inputs(
     assert raised.value.exit_code == 30
 
 
+@pytest.mark.requirement("SRS-009", "SRS-010")
 def test_writers_reject_bad_maps_and_mismatched_segmentations(
     case: SyntheticCase, volumes: dict[str, SeriesVolume]
 ) -> None:
@@ -489,6 +500,7 @@ def write_outputs(
 
 
 @pytest.mark.peer
+@pytest.mark.requirement("SRS-008")
 def test_dcentvfy_finds_no_entity_conflicts(
     case: SyntheticCase,
     written: dict[str, WrittenSeries],
@@ -506,6 +518,7 @@ def test_dcentvfy_finds_no_entity_conflicts(
 
 
 @pytest.mark.peer
+@pytest.mark.requirement("SRS-008", "SRS-012")
 def test_orthanc_files_source_and_outputs_into_one_study(
     case: SyntheticCase,
     written: dict[str, WrittenSeries],
@@ -528,6 +541,7 @@ def test_orthanc_files_source_and_outputs_into_one_study(
     assert {pydicom.dcmread(p).SOPInstanceUID for p in outputs} <= stored
 
 
+@pytest.mark.requirement("SRS-009")
 def test_segread_round_trip_gives_the_mask_back(
     case: SyntheticCase, volumes: dict[str, SeriesVolume]
 ) -> None:

@@ -55,6 +55,7 @@ def two_series_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.requirement("SRS-002", "SRS-006", "SRS-023")
 def test_every_qualifying_series_is_processed(two_series_study: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert map_main(["-i", str(two_series_study), "-o", str(out), "-m", str(MODELS)]) == 0
@@ -78,6 +79,7 @@ def test_every_qualifying_series_is_processed(two_series_study: Path, tmp_path: 
     assert len(study_uids) == 1  # all outputs go into the source study
 
 
+@pytest.mark.requirement("SRS-006", "SRS-005")
 def test_both_series_get_the_same_answer(two_series_study: Path, tmp_path: Path) -> None:
     """The JPEG-LS copy of a series decodes to the same voxels, so the same segmentation."""
     out = tmp_path / "out"
@@ -88,6 +90,7 @@ def test_both_series_get_the_same_answer(two_series_study: Path, tmp_path: Path)
     assert series[0]["uncertainty_score"] == series[1]["uncertainty_score"]
 
 
+@pytest.mark.requirement("SRS-013")
 def test_nifti_research_input(tmp_path: Path) -> None:
     case = generate_case(12, Modality.MR, fov_mm=SMALL_FOV)
     source = tmp_path / "mr-case.nii.gz"
@@ -103,6 +106,7 @@ def test_nifti_research_input(tmp_path: Path) -> None:
     assert json.loads((out / "report.json").read_text())["input_kind"] == "nifti"
 
 
+@pytest.mark.requirement("SRS-023")
 def test_holoscan_environment_variables_in_a_subprocess(tmp_path: Path) -> None:
     case = generate_case(13, Modality.CT, fov_mm=SMALL_FOV)
     write_series(case, tmp_path / "in")
@@ -136,6 +140,7 @@ def _expect_failure(
         assert report["status"] == "failed" and message in report["error"]
 
 
+@pytest.mark.requirement("SRS-014", "SRS-023")
 def test_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     _expect_failure(
         ["-i", str(tmp_path / "nope"), "-o", str(tmp_path / "out")],
@@ -146,6 +151,7 @@ def test_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     )
 
 
+@pytest.mark.requirement("SRS-014")
 def test_no_image_series(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "readme.txt").write_text("hello")
@@ -154,6 +160,7 @@ def test_no_image_series(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     )
 
 
+@pytest.mark.requirement("SRS-014", "SRS-002")
 def test_no_qualifying_series(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     case = generate_case(15, Modality.CT, fov_mm=SMALL_FOV)
     written = write_series(case, tmp_path / "all", DicomQuirks(localizer=True))
@@ -168,6 +175,7 @@ def test_no_qualifying_series(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     )
 
 
+@pytest.mark.requirement("SRS-014")
 def test_truncated_pixel_data(
     small_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -176,6 +184,7 @@ def test_truncated_pixel_data(
     _expect_failure(["-i", str(small_series), "-o", str(tmp_path / "out")], 12, victim.name, capsys)
 
 
+@pytest.mark.requirement("SRS-004", "SRS-014")
 def test_single_slice(small_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     for path in sorted(small_series.iterdir())[1:]:
         path.unlink()
@@ -184,6 +193,7 @@ def test_single_slice(small_series: Path, tmp_path: Path, capsys: pytest.Capture
     )
 
 
+@pytest.mark.requirement("SRS-015")
 def test_volume_over_memory_budget(
     small_series: Path,
     tmp_path: Path,
@@ -198,6 +208,7 @@ def test_volume_over_memory_budget(
     )
 
 
+@pytest.mark.requirement("SRS-016")
 def test_tampered_model_stops_before_inference(
     small_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -216,6 +227,7 @@ def test_tampered_model_stops_before_inference(
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
+@pytest.mark.requirement("SRS-022")
 def test_bad_configuration(
     small_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -229,6 +241,7 @@ def test_bad_configuration(
     )
 
 
+@pytest.mark.requirement("SRS-023")
 def test_model_path_may_be_the_map_models_root(small_series: Path, tmp_path: Path) -> None:
     """HOLOSCAN_MODEL_PATH=/opt/holoscan/models holds the ensemble in a named sub-folder."""
     root = tmp_path / "models"
@@ -236,6 +249,7 @@ def test_model_path_may_be_the_map_models_root(small_series: Path, tmp_path: Pat
     assert map_main(["-i", str(small_series), "-o", str(tmp_path / "out"), "-m", str(root)]) == 0
 
 
+@pytest.mark.requirement("SRS-022", "SRS-002")
 def test_bad_selection_rules_are_a_configuration_error(
     small_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

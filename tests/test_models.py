@@ -30,6 +30,7 @@ def _manifest_json() -> dict:
     return json.loads((SHIPPED / MANIFEST_NAME).read_text())
 
 
+@pytest.mark.requirement("SRS-017")
 def test_shipped_manifest_is_valid_and_meets_the_quality_bar() -> None:
     manifest = read_manifest(SHIPPED)
     architectures = {member.architecture for member in manifest.members}
@@ -52,6 +53,7 @@ def test_shipped_manifest_is_valid_and_meets_the_quality_bar() -> None:
         (("unexpected_field",), 1, "unexpected_field"),
     ],
 )
+@pytest.mark.requirement("SRS-017")
 def test_manifest_schema_rejects_bad_entries(path: tuple, value: object, message: str) -> None:
     document = _manifest_json()
     target = document
@@ -62,6 +64,7 @@ def test_manifest_schema_rejects_bad_entries(path: tuple, value: object, message
         EnsembleManifest.model_validate(document)
 
 
+@pytest.mark.requirement("SRS-017")
 def test_manifest_schema_rejects_duplicate_members() -> None:
     document = _manifest_json()
     document["members"].append(document["members"][0])
@@ -69,12 +72,14 @@ def test_manifest_schema_rejects_duplicate_members() -> None:
         EnsembleManifest.model_validate(document)
 
 
+@pytest.mark.requirement("SRS-016")
 def test_untouched_ensemble_loads(ensemble_copy: Path) -> None:
     loaded = load_ensemble(ensemble_copy)
     assert [m.member.name for m in loaded.members] == [m.name for m in loaded.manifest.members]
     assert loaded.providers[-1] == "CPUExecutionProvider"
 
 
+@pytest.mark.requirement("SRS-016")
 def test_altered_member_is_refused_naming_the_file(ensemble_copy: Path) -> None:
     manifest = read_manifest(ensemble_copy)
     victim = ensemble_copy / manifest.members[-1].file
@@ -87,6 +92,7 @@ def test_altered_member_is_refused_naming_the_file(ensemble_copy: Path) -> None:
     assert victim.name in str(raised.value)
 
 
+@pytest.mark.requirement("SRS-016")
 def test_truncated_member_is_refused(ensemble_copy: Path) -> None:
     victim = ensemble_copy / read_manifest(ensemble_copy).members[0].file
     victim.write_bytes(victim.read_bytes()[:1000])
@@ -94,6 +100,7 @@ def test_truncated_member_is_refused(ensemble_copy: Path) -> None:
         load_ensemble(ensemble_copy)
 
 
+@pytest.mark.requirement("SRS-016")
 def test_missing_member_is_refused(ensemble_copy: Path) -> None:
     victim = ensemble_copy / read_manifest(ensemble_copy).members[1].file
     victim.unlink()
@@ -102,6 +109,7 @@ def test_missing_member_is_refused(ensemble_copy: Path) -> None:
     assert raised.value.file == victim
 
 
+@pytest.mark.requirement("SRS-021")
 def test_provider_preference_and_override() -> None:
     gpu_site = ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
     assert choose_providers(None, gpu_site) == gpu_site[1:2] + gpu_site[0:1] + [
@@ -118,6 +126,7 @@ def test_provider_preference_and_override() -> None:
         choose_providers(["TensorrtExecutionProvider"], ["CPUExecutionProvider"])
 
 
+@pytest.mark.requirement("SRS-018")
 def test_test_split_lockout(tmp_path: Path) -> None:
     index = write_split("test", tmp_path / "test", range(2000, 2001))
     assert len(read_split(tmp_path / "test", index.content_sha256)) == 2
@@ -136,6 +145,7 @@ def test_test_split_lockout(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.requirement("SRS-020", "SRS-017", "SRS-025")
 def test_shipped_metrics_reproduce_on_the_regenerated_locked_test_split(tmp_path: Path) -> None:
     """The generator is deterministic across machines and the manifest tells the truth."""
     manifest = read_manifest(SHIPPED)

@@ -58,6 +58,7 @@ def assert_matches_case(read: ReadVolume, case: SyntheticCase, *, full: bool) ->
 # ------------------------------------------------------------------------ determinism
 
 
+@pytest.mark.requirement("SRS-025")
 def test_generate_case_is_deterministic() -> None:
     for modality in Modality:
         first = generate_case(3, modality, fov_mm=SMALL_FOV)
@@ -73,6 +74,7 @@ def test_generate_case_is_deterministic() -> None:
 
 @pytest.mark.parametrize("quirks", ["plain", "all"])
 @pytest.mark.parametrize("modality", list(Modality))
+@pytest.mark.requirement("SRS-026")
 def test_write_series_is_byte_identical(
     cases: dict[Modality, SyntheticCase], modality: Modality, quirks: str, tmp_path: Path
 ) -> None:
@@ -85,6 +87,7 @@ def test_write_series_is_byte_identical(
     assert len(list((tmp_path / "a").iterdir())) == n_files
 
 
+@pytest.mark.requirement("SRS-026")
 def test_uids_are_unique_and_follow_inputs(
     cases: dict[Modality, SyntheticCase], tmp_path: Path
 ) -> None:
@@ -109,6 +112,7 @@ def test_uids_are_unique_and_follow_inputs(
 @pytest.mark.peer
 @pytest.mark.parametrize("quirks", list(QUIRK_SETS))
 @pytest.mark.parametrize("modality", list(Modality))
+@pytest.mark.requirement("SRS-026")
 def test_every_file_passes_dciodvfy(
     cases: dict[Modality, SyntheticCase], modality: Modality, quirks: str, tmp_path: Path
 ) -> None:
@@ -132,6 +136,7 @@ def test_every_file_passes_dciodvfy(
 @pytest.mark.parametrize("extra", ["plain", "jpeg_ls+rescale"])
 @pytest.mark.parametrize("feet_first", [False, True], ids=["HFS", "FFS"])
 @pytest.mark.parametrize("modality", list(Modality))
+@pytest.mark.requirement("SRS-026")
 def test_reader_recovers_case_voxels_in_lps(
     cases: dict[Modality, SyntheticCase],
     modality: Modality,
@@ -162,6 +167,7 @@ def test_reader_recovers_case_voxels_in_lps(
         assert ds.InstanceNumber == (nz - k if feet_first else k + 1)
 
 
+@pytest.mark.requirement("SRS-026")
 def test_feet_first_stores_mirrored_pixels(
     cases: dict[Modality, SyntheticCase], tmp_path: Path
 ) -> None:
@@ -177,6 +183,7 @@ def test_feet_first_stores_mirrored_pixels(
 # ------------------------------------------------------------------------------ quirks
 
 
+@pytest.mark.requirement("SRS-026")
 def test_shuffle_hides_the_order(cases: dict[Modality, SyntheticCase], tmp_path: Path) -> None:
     written = write_series(cases[Modality.MR], tmp_path, DicomQuirks(shuffle=True))
     names = sorted(tmp_path.iterdir())
@@ -186,6 +193,7 @@ def test_shuffle_hides_the_order(cases: dict[Modality, SyntheticCase], tmp_path:
     assert set(names) == set(written.files)
 
 
+@pytest.mark.requirement("SRS-026")
 def test_localizer_is_another_series_of_the_same_study(
     cases: dict[Modality, SyntheticCase], tmp_path: Path
 ) -> None:
@@ -208,6 +216,7 @@ def test_localizer_is_another_series_of_the_same_study(
 
 
 @pytest.mark.parametrize("modality", list(Modality))
+@pytest.mark.requirement("SRS-026")
 def test_jpeg_ls_and_rescale_encode_losslessly(
     cases: dict[Modality, SyntheticCase], modality: Modality, tmp_path: Path
 ) -> None:
@@ -231,6 +240,7 @@ def test_jpeg_ls_and_rescale_encode_losslessly(
 # ------------------------------------------------------------------------- API errors
 
 
+@pytest.mark.requirement("SRS-026")
 def test_identity_defaults_are_obviously_synthetic() -> None:
     identity = StudyIdentity.synthetic(7, "CT")
     assert identity.patient_name == "SYNTHETIC^CT^0007"
@@ -240,6 +250,7 @@ def test_identity_defaults_are_obviously_synthetic() -> None:
     )
 
 
+@pytest.mark.requirement("SRS-026")
 def test_bad_inputs_raise_clear_errors(
     cases: dict[Modality, SyntheticCase], tmp_path: Path
 ) -> None:
@@ -280,6 +291,7 @@ def write_study(cases: dict[Modality, SyntheticCase], folder: Path) -> list[Writ
 
 
 @pytest.mark.peer
+@pytest.mark.requirement("SRS-026")
 def test_orthanc_files_a_multi_series_study_sent_by_storescu(
     cases: dict[Modality, SyntheticCase], orthanc: Orthanc, tmp_path: Path
 ) -> None:

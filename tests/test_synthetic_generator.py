@@ -18,6 +18,7 @@ from synthetic.tree import grow_tree
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.requirement("SRS-025")
 def test_spacing_is_clinical_and_anisotropic(seed: int) -> None:
     case = generate_case(seed, Modality.CT)
     dz, dy, dx = case.geometry.spacing
@@ -25,6 +26,7 @@ def test_spacing_is_clinical_and_anisotropic(seed: int) -> None:
     assert 0.5 <= dz <= 1.5
 
 
+@pytest.mark.requirement("SRS-025")
 def test_radii_taper_within_range_and_branch() -> None:
     branches = grow_tree((40.0, 48.0, 48.0), np.random.default_rng(3))
     radii = np.concatenate([b.radii for b in branches])
@@ -34,6 +36,7 @@ def test_radii_taper_within_range_and_branch() -> None:
         assert np.all(np.diff(branch.radii) <= 1e-9)  # tapering, never widening
 
 
+@pytest.mark.requirement("SRS-025")
 def test_mask_is_the_inside_of_the_tubes() -> None:
     branches = grow_tree((20.0, 20.0, 20.0), np.random.default_rng(5))
     sdf = signed_distance(branches, (41, 41, 41), (0.5, 0.5, 0.5))
@@ -44,6 +47,7 @@ def test_mask_is_the_inside_of_the_tubes() -> None:
 
 
 @pytest.mark.parametrize("seed", [2000, 2001])
+@pytest.mark.requirement("SRS-025")
 def test_ct_intensities(seed: int) -> None:
     case = generate_case(seed, Modality.CT)
     assert case.image.dtype == np.int16
@@ -56,12 +60,14 @@ def test_ct_intensities(seed: int) -> None:
     assert case.image.max() >= 600  # bone or calcification distractors exist
 
 
+@pytest.mark.requirement("SRS-025")
 def test_mr_intensities() -> None:
     case = generate_case(2000, Modality.MR)
     assert case.image.dtype == np.uint16
     assert np.median(case.image[case.mask > 0]) > 2 * np.median(case.image[case.mask == 0])
 
 
+@pytest.mark.requirement("SRS-025")
 def test_nifti_round_trip(tmp_path: Path) -> None:
     case = generate_case(4, Modality.MR)
     write_nifti(tmp_path / "image.nii.gz", case.image, case.geometry)
@@ -72,6 +78,7 @@ def test_nifti_round_trip(tmp_path: Path) -> None:
     assert np.allclose(geometry.affine_lps(), case.geometry.affine_lps(), atol=1e-4)
 
 
+@pytest.mark.requirement("SRS-025")
 def test_geometry_rejects_bad_input() -> None:
     with pytest.raises(ValidationError, match="spacing must be positive"):
         VoxelGeometry(shape=(2, 2, 2), spacing=(0.0, 1.0, 1.0))
@@ -81,6 +88,7 @@ def test_geometry_rejects_bad_input() -> None:
         generate_case(0, "XR")
 
 
+@pytest.mark.requirement("SRS-025")
 def test_cli_writes_nifti_and_rejects_unknown_quirk(tmp_path: Path) -> None:
     assert synthetic_cli(["nifti", "--seed", "3", "--modality", "MR", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "mr-00003_image.nii.gz").is_file()

@@ -1,0 +1,1 @@
+"""Generators of the compliance documents: ``python -m compliance.gen {soup,check,render}``."""
