@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
+from compliance.audit.events import record_test_set_access
 from synthetic.case import GENERATOR_VERSION, Modality, generate_case
 from synthetic.geometry import VoxelGeometry
 from synthetic.nifti import read_nifti, write_nifti
@@ -125,12 +126,15 @@ def _iter_cases(split_dir: Path, index: SplitIndex) -> Iterator[LoadedCase]:
         yield LoadedCase(entry.name, entry.modality, image, mask.astype(np.uint8), geometry)
 
 
-def read_split(split_dir: Path, expected_sha256: str | None = None) -> list[LoadedCase]:
+def read_split(
+    split_dir: Path, expected_sha256: str | None = None, purpose: str | None = None
+) -> list[LoadedCase]:
     """Load every case of a split; with ``expected_sha256`` enforce the lockout.
 
     The digest is recomputed from the voxels on disk (not trusted from split.json), and
     all cases are checked before any is returned, so an altered test split can never be
-    partly used.
+    partly used. Every read of the test split, granted or refused, goes to the audit log
+    first (with ``purpose``).
     """
     index = read_split_index(split_dir)
     cases = list(_iter_cases(split_dir, index))
@@ -138,6 +142,10 @@ def read_split(split_dir: Path, expected_sha256: str | None = None) -> list[Load
     for case in cases:
         _digest_update(digest, case.name, case.image, case.mask, case.geometry)
     actual = digest.hexdigest()
+    if index.split == "test":
+        record_test_set_access(
+            split_dir, expected_sha256=expected_sha256, actual_sha256=actual, purpose=purpose
+        )
     if index.split == "test" and expected_sha256 is None:
         raise TestSetLockoutError(
             f"{split_dir}: the test split is locked; read it with the SHA-256 recorded in "

@@ -19,6 +19,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _audit_log_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Audit entries written by code under test go to a throwaway log, not var/audit."""
+    import os
+
+    os.environ.setdefault(
+        "MINIVESS_AUDIT_LOG", str(tmp_path_factory.mktemp("audit") / "audit.jsonl")
+    )
+
+
 @pytest.fixture
 def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
     """A fresh Orthanc (empty storage, free ports) for one test, stopped afterwards.

@@ -144,6 +144,23 @@ def test_test_split_lockout(tmp_path: Path) -> None:
         read_split(tmp_path / "test", index.content_sha256)
 
 
+@pytest.mark.requirement("SRS-034")
+def test_every_test_set_read_is_audited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("MINIVESS_AUDIT_LOG", str(log))
+    index = write_split("test", tmp_path / "test", range(2000, 2001))
+    read_split(tmp_path / "test", index.content_sha256, purpose="unit test")
+    with pytest.raises(TestSetLockoutError):
+        read_split(tmp_path / "test", "0" * 64)
+    with pytest.raises(TestSetLockoutError):
+        read_split(tmp_path / "test")
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["event_type"] for e in entries] == ["testset.access"] * 3
+    assert [e["details"]["hash_check"] for e in entries] == ["match", "mismatch", "missing"]
+    assert [e["outcome"] for e in entries] == ["success", "refused", "refused"]
+    assert entries[0]["details"]["purpose"] == "unit test"
+
+
 @pytest.mark.slow
 @pytest.mark.requirement("SRS-020", "SRS-017", "SRS-025")
 def test_shipped_metrics_reproduce_on_the_regenerated_locked_test_split(tmp_path: Path) -> None:

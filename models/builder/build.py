@@ -225,7 +225,11 @@ def build(
     threshold = max(max(val_scores.values()) * OOD_MARGIN, 1e-4)
 
     log.info("evaluating on the locked test split")
-    test_cases = read_split(data_dir / "test", expected_sha256=test_index.content_sha256)
+    test_cases = read_split(
+        data_dir / "test",
+        expected_sha256=test_index.content_sha256,
+        purpose="builder: final evaluation of the ensemble on the locked test split",
+    )
     test_predictions = predict_cases(test_cases, sessions, recipe.members)
     for index, member_recipe in enumerate(recipe.members):
         destination = out_dir / f"{member_recipe.name}.onnx"
