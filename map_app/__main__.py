@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from compliance.audit import AuditLog
 from map_app.config import ConfigError, load_config
 from map_app.stack import ensure_holoscan_stack
 
@@ -63,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _audit_log() -> AuditLog | None:
+    """The site's audit log when a key for hashing identifiers is configured.
+
+    Audit entries name studies only by keyed hash, so without
+    MINIVESS_AUDIT_HMAC_KEY_FILE there is nothing safe to write: research and development
+    runs go unaudited, a site sets the key (the service refuses to start without one).
+    """
+    if not os.environ.get("MINIVESS_AUDIT_HMAC_KEY_FILE"):
+        return None
+    return AuditLog.from_env()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from operators.errors import PipelineError
 
     try:
-        pipeline = Pipeline(args.model, config)
+        pipeline = Pipeline(args.model, config, audit_log=_audit_log())
         report = pipeline.run(args.input, args.output)
     except PipelineError as error:
         print(f"map_app: error [{error.reason}]: {error.message}", file=sys.stderr)

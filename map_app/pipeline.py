@@ -17,6 +17,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from compliance.audit import AuditLog
+from compliance.audit.events import record_inference
 from map_app.config import AppConfig
 from models.loader import LoadedEnsemble, ModelIntegrityError, load_ensemble
 from models.manifest import MANIFEST_NAME
@@ -78,8 +80,11 @@ def input_kind(path: Path) -> str:
 
 
 class Pipeline:
-    def __init__(self, model_dir: Path, config: AppConfig | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, config: AppConfig | None = None, audit_log: AuditLog | None = None
+    ) -> None:
         self.config = config or AppConfig()
+        self.audit_log = audit_log
         self.rules = (
             SelectionRules.from_data(self.config.selection_rules)
             if self.config.selection_rules is not None
@@ -142,6 +147,9 @@ class Pipeline:
             error=error.message if error else None,
         )
         write_report(report, output_dir)
+        if self.audit_log is not None:
+            # Every inference is audited: inputs by keyed hash, models and outputs by SHA-256.
+            record_inference(report.model_dump(mode="json"), self.audit_log)
         if error is not None:
             raise error
         return report

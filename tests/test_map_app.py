@@ -262,3 +262,31 @@ def test_bad_selection_rules_are_a_configuration_error(
         "Modalty",
         capsys,
     )
+
+
+@pytest.mark.requirement("SRS-035")
+def test_every_inference_is_audited_without_identifiers_in_clear(
+    small_series: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from compliance.audit import verify_chain
+    from compliance.audit.__main__ import main as audit_main
+
+    key = tmp_path / "site.key"
+    assert audit_main(["keygen", "--hmac-key", str(key)]) == 0
+    log = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("MINIVESS_AUDIT_LOG", str(log))
+    monkeypatch.setenv("MINIVESS_AUDIT_HMAC_KEY_FILE", str(key))
+    assert map_main(["-i", str(small_series), "-o", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    [entry] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry["event_type"] == "inference" and entry["outcome"] == "success"
+    assert entry["correlation_id"] == report["correlation_id"]
+    assert entry["details"]["models"] == report["model"]["members"]
+    assert set(entry["details"]["outputs_sha256"]) == {"seg", "uncertainty_map", "sr"}
+    text = log.read_text()
+    for uid in (
+        report["series"][0]["series_instance_uid"],
+        report["series"][0]["study_instance_uid"],
+    ):
+        assert uid not in text
+    assert verify_chain(log).ok
