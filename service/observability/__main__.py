@@ -84,11 +84,12 @@ def drift_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.manifest is not None:
-        reference = manifest_reference(_manifest(args.manifest))
-        name = f"manifest reference_profile ({args.manifest})"
-        if args.modality:
+        manifest = _manifest(args.manifest)
+        reference = manifest_reference(manifest, args.modality)
+        name = f"manifest reference ({args.manifest}, {args.modality or 'all modalities'})"
+        if args.modality and not manifest.reference_features:
             print(
-                "warning: the manifest profile pools all modalities; a single-modality "
+                "warning: this manifest's profile pools all modalities; a single-modality "
                 "stream is compared with the pooled reference",
                 file=sys.stderr,
             )

@@ -5,10 +5,11 @@ Every processed series adds one row to an append-only JSON-lines store (default
 hashed series key and the features of ``models.features`` (intensity statistics, spacing,
 predicted vessel fraction, uncertainty score). No patient name/ID, no UIDs in clear.
 
-The reference is, by default, the ``reference_profile`` of the model manifest. It holds
-only summary statistics (mean, std, p05, p50, p95 per feature over the validation split),
-so a reference *sample* is synthesised deterministically by quantile interpolation: the
-quantile function is taken as piecewise linear through (0.05, p05), (0.5, p50),
+The reference is, by default, the model manifest's ``reference_features``: the features
+of every validation study, by modality, so a CT stream is compared with CT validation
+studies. Older manifests hold only the pooled ``reference_profile``, summary statistics
+(mean, std, p05, p50, p95 per feature over the validation split), so a reference
+*sample* is synthesised deterministically by quantile interpolation: the quantile function is taken as piecewise linear through (0.05, p05), (0.5, p50),
 (0.95, p95), extended to u = 0 and u = 1 with the slopes of the adjacent segments, and
 evaluated on the grid u_i = (i + 0.5) / n. No random numbers: the same manifest always
 gives the same reference, and its p05/p50/p95 are those of the manifest. n is the number
@@ -157,8 +158,22 @@ def reference_sample(profile: Mapping[str, FeatureReference], size: int) -> pd.D
     return pd.DataFrame(columns, columns=list(FEATURE_NAMES))
 
 
-def manifest_reference(manifest: EnsembleManifest) -> pd.DataFrame:
-    """The reference sample of a manifest: one row per validation study (see module doc)."""
+def manifest_reference(manifest: EnsembleManifest, modality: str | None = None) -> pd.DataFrame:
+    """The manifest's reference: its validation studies' features, of ``modality`` if given.
+
+    Manifests that record only the pooled ``reference_profile`` (no
+    ``reference_features``) get the deterministic synthetic sample described above.
+    """
+    if manifest.reference_features:
+        wanted = modality.upper() if modality else None
+        rows = [
+            study.features
+            for study in manifest.reference_features
+            if wanted is None or study.modality.upper() == wanted
+        ]
+        if len(rows) < 2:
+            raise ValueError(f"the manifest holds {len(rows)} reference studies of {modality}")
+        return pd.DataFrame(rows, columns=list(FEATURE_NAMES))
     size = len(manifest.calibration.validation_scores) or FALLBACK_REFERENCE_SIZE
     return reference_sample(manifest.reference_profile, max(size, 2))
 
