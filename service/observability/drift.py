@@ -5,24 +5,23 @@ Every processed series adds one row to an append-only JSON-lines store (default
 hashed series key and the features of ``models.features`` (intensity statistics, spacing,
 predicted vessel fraction, uncertainty score). No patient name/ID, no UIDs in clear.
 
-The reference is, by default, the model manifest's ``reference_features``: the features
-of every validation study, by modality, so a CT stream is compared with CT validation
+The reference is, by default, the model manifest's ``reference_features``: the features of
+every validation study, by modality, so a CT stream is compared with CT validation
 studies. Older manifests hold only the pooled ``reference_profile``, summary statistics
-(mean, std, p05, p50, p95 per feature over the validation split), so a reference
-*sample* is synthesised deterministically by quantile interpolation: the quantile function is taken as piecewise linear through (0.05, p05), (0.5, p50),
-(0.95, p95), extended to u = 0 and u = 1 with the slopes of the adjacent segments, and
-evaluated on the grid u_i = (i + 0.5) / n. No random numbers: the same manifest always
-gives the same reference, and its p05/p50/p95 are those of the manifest. n is the number
-of validation studies the profile summarises (one per ``calibration.validation_scores``
-entry; 8 for the shipped ensemble): a larger synthetic sample would make the two-sample
-tests treat a profile of a handful of studies as an exactly known distribution, and flag
-ordinary studies (e.g. a slice spacing just outside the few validation values) as drift.
+(mean, std, p05, p50, p95 per feature over the validation split), so a reference *sample*
+is synthesised deterministically by quantile interpolation: the quantile function is taken
+as piecewise linear through (0.05, p05), (0.5, p50), (0.95, p95), extended to u = 0 and u
+= 1 with the slopes of the adjacent segments, and evaluated on the grid u_i = (i + 0.5) /
+n. No random numbers: the same manifest always gives the same reference, and its
+p05/p50/p95 are those of the manifest. n is the number of validation studies the profile
+summarises (one per ``calibration.validation_scores`` entry): a larger synthetic sample would make the two-sample tests treat a profile of a handful of
+studies as an exactly known distribution, and flag ordinary studies (e.g. a slice spacing
+just outside the few validation values) as drift.
 
-Caveat: the shipped profile pools CT and MR validation cases, and intensity statistics are
-modality-specific (CT in HU, MR in arbitrary units), so a single-modality stream drifts
-against it by construction. For a modality-specific comparison pass a reference feature
-store (e.g. the site's accepted baseline period) and a modality filter; both sides are
-then filtered to that modality.
+Intensity statistics are modality-specific (CT in HU, MR in arbitrary units), so compare
+one modality at a time (``--modality``): against the manifest's validation studies of
+that modality, or against a reference feature store (e.g. the site's accepted baseline
+period), both sides filtered to that modality.
 """
 
 from __future__ import annotations
