@@ -14,14 +14,15 @@ as piecewise linear through (0.05, p05), (0.5, p50), (0.95, p95), extended to u 
 = 1 with the slopes of the adjacent segments, and evaluated on the grid u_i = (i + 0.5) /
 n. No random numbers: the same manifest always gives the same reference, and its
 p05/p50/p95 are those of the manifest. n is the number of validation studies the profile
-summarises (one per ``calibration.validation_scores`` entry): a larger synthetic sample would make the two-sample tests treat a profile of a handful of
-studies as an exactly known distribution, and flag ordinary studies (e.g. a slice spacing
-just outside the few validation values) as drift.
+summarises (one per ``calibration.validation_scores`` entry): a larger synthetic sample
+would make the two-sample tests treat a profile of a handful of studies as an exactly
+known distribution, and flag ordinary studies (e.g. a slice spacing just outside the few
+validation values) as drift.
 
 Intensity statistics are modality-specific (CT in HU, MR in arbitrary units), so compare
-one modality at a time (``--modality``): against the manifest's validation studies of
-that modality, or against a reference feature store (e.g. the site's accepted baseline
-period), both sides filtered to that modality.
+one modality at a time (``--modality``): against the manifest's validation studies of that
+modality, or against a reference feature store (e.g. the site's accepted baseline period),
+both sides filtered to that modality.
 """
 
 from __future__ import annotations
