@@ -1,0 +1,147 @@
+"""``python -m service``: run the appliance service and look after its jobs.
+
+    python -m service [--config FILE] serve               gateway + worker + exporter
+    python -m service [--config FILE] jobs [--state S]... list jobs (newest first)
+    python -m service [--config FILE] show JOB_ID         one job as JSON
+    python -m service [--config FILE] retry-export JOB_ID re-send a dead-lettered job
+    python -m service [--config FILE] settings            effective settings (JSON)
+
+``retry-export`` writes to the journal; a running service picks the job up within a
+second. Exit codes: 0 ok, 2 bad settings or arguments, 3 unknown job / wrong state.
+Logs name jobs, studies and instances by their UIDs only, never patient attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from service.journal import Journal
+from service.settings import ServiceSettings, SettingsError, load_settings
+
+log = logging.getLogger("service")
+
+
+def setup_logging(settings: ServiceSettings) -> None:
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console = logging.StreamHandler(sys.stderr)
+    logfile = logging.handlers.RotatingFileHandler(
+        settings.logs_dir / "service.log", maxBytes=10 * 2**20, backupCount=5
+    )
+    root = logging.getLogger()
+    root.setLevel(settings.log_level.upper())
+    for handler in (console, logfile):
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    # pynetdicom's INFO/DEBUG lines dump PDUs and data sets: keep them out of the logs.
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # per-module chatter
+
+
+def serve(settings: ServiceSettings) -> int:
+    from operators.errors import PipelineError
+    from service.app import Service  # imports the pipeline stack only when serving
+
+    setup_logging(settings)
+    # Holoscan's Application and the MONAI Deploy SDK parse sys.argv when the pipeline
+    # builds its graph: our `--config` would be read as Holoscan's YAML config.
+    sys.argv = sys.argv[:1]
+    stop = threading.Event()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", number)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        service = Service(settings)
+        service.start()
+    except PipelineError as error:  # e.g. a model file that fails its SHA-256 check
+        log.error("cannot start: %s", error.message)
+        return error.exit_code
+    except OSError as error:  # e.g. the DICOM port is taken
+        log.error("cannot start: %s", error)
+        return 1
+    mode = " (dev mode)" if settings.dev_mode else ""
+    log.info("service ready%s: DICOM %s@%s:%d, var %s", mode, settings.ae_title,
+             settings.dicom_host, service.gateway.port, settings.var_dir)  # fmt: skip
+    # Wait on an event, never inside a blocking pynetdicom server (SIGTERM deadlock).
+    while not stop.wait(1.0):
+        pass
+    service.stop()
+    log.info("service stopped")
+    return 0
+
+
+def _journal(settings: ServiceSettings) -> Journal:
+    if not settings.journal_path.is_file():
+        raise SettingsError(f"no journal at {settings.journal_path} (has the service run?)")
+    return Journal(settings.journal_path)
+
+
+def list_jobs(settings: ServiceSettings, states: list[str] | None, as_json: bool) -> int:
+    jobs = _journal(settings).list_jobs(tuple(states) if states else None)
+    if as_json:
+        print(json.dumps([job.model_dump() for job in jobs], indent=2))
+        return 0
+    print(f"{'job id':32}  {'state':11}  {'inst':>5}  {'runs':>4}  {'exp':>3}  error")
+    for job in jobs:
+        print(f"{job.job_id:32}  {job.state:11}  {job.instances:5d}  {job.attempts:4d}  "
+              f"{job.export_attempts:3d}  {job.error or ''}")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, help="service config file (JSON or TOML)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the DICOM gateway, worker and exporter")
+    jobs = commands.add_parser("jobs", help="list jobs")
+    jobs.add_argument("--state", action="append", help="only jobs in this state (repeatable)")
+    jobs.add_argument("--json", action="store_true")
+    commands.add_parser("show", help="one job as JSON").add_argument("job_id")
+    commands.add_parser("retry-export", help="re-send a job's results").add_argument("job_id")
+    commands.add_parser("settings", help="print the effective settings")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "serve":
+            from map_app.stack import ensure_holoscan_stack
+
+            ensure_holoscan_stack("service")
+            return serve(settings)
+        if args.command == "jobs":
+            return list_jobs(settings, args.state, args.json)
+        if args.command == "settings":
+            print(settings.model_dump_json(indent=2))
+            return 0
+        journal = _journal(settings)
+        if args.command == "show":
+            job = journal.get(args.job_id)
+            if job is None:
+                print(f"no job {args.job_id}", file=sys.stderr)
+                return 3
+            print(job.model_dump_json(indent=2))
+            return 0
+        job = journal.retry_export(args.job_id)
+        print(f"job {job.job_id}: {job.state}, export re-triggered")
+        return 0
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (KeyError, ValueError) as error:
+        print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The appliance service: gateway, grouping, worker and exporter around one warm pipeline.
+
+``Service(settings).start()`` reconciles the spool with the journal, resumes every
+unfinished job, then starts the threads; ``stop()`` ends them in reverse order (no new
+instances first). Tests run it in-process; ``python -m service serve`` runs it until
+SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import TracebackType
+
+from service.export import Exporter
+from service.gateway import Gateway
+from service.grouping import Grouper
+from service.ingest import Ingest
+from service.journal import Journal
+from service.observability.metrics import ApplianceMetrics, set_model_info
+from service.settings import ServiceSettings
+from service.spool import Spool
+from service.worker import Runner, Worker
+
+log = logging.getLogger(__name__)
+
+
+def load_pipeline(settings: ServiceSettings) -> Runner:
+    """The MAP pipeline with its verified ensemble (imports ONNX Runtime and Holoscan)."""
+    from map_app.config import load_config
+    from map_app.pipeline import Pipeline
+
+    return Pipeline(Path(settings.model_dir), load_config(settings.pipeline_config))
+
+
+class Service:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        pipeline: Runner | None = None,
+        metrics: ApplianceMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or ApplianceMetrics()
+        for folder in (settings.var_dir, settings.outputs_dir, settings.logs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(settings.journal_path)
+        self.spool = Spool(settings.spool_dir)
+        self.pipeline = pipeline if pipeline is not None else load_pipeline(settings)
+        self.ingest = Ingest(settings, self.spool, self.journal, self.metrics)
+        self.gateway = Gateway(settings, self.ingest)
+        self.exporter = Exporter(settings, self.journal, self.spool, self.metrics)
+        self.worker = Worker(settings, self.journal, self.spool, self.pipeline, self.metrics,
+                             on_exporting=self.exporter.notify)  # fmt: skip
+        self.grouper = Grouper(self.journal, self.metrics, settings.quiet_period_s,
+                               on_queued=self.worker.notify)  # fmt: skip
+        self._started = False
+
+    def reconcile(self) -> int:
+        """Register spooled files the journal does not know (a crash between fsync and
+        commit: the sender got no success, but the instance is here; keep it)."""
+        known = self.journal.known_sop_uids()
+        added = 0
+        for spooled in self.spool.scan():
+            if spooled.sop_uid not in known:
+                self.journal.register_instance(spooled.study_uid, spooled.sop_uid, spooled.path,
+                                               spooled.size, now=spooled.mtime)  # fmt: skip
+                added += 1
+        self.metrics.spool_bytes.set(self.spool.bytes_held)
+        return added
+
+    def start(self) -> None:
+        added = self.reconcile()
+        resumed = self.journal.resume()
+        if added or resumed:
+            log.info("start-up: %d spooled instances re-registered, %d unfinished jobs resumed",
+                     added, len(resumed))  # fmt: skip
+        self.metrics.queue_depth.set(self.journal.count_unfinished())
+        summary = getattr(self.pipeline, "model_summary", None)
+        if callable(summary):
+            set_model_info(self.metrics, summary())
+        self.exporter.start()
+        self.worker.start()
+        self.grouper.start()
+        self.gateway.start()
+        self._started = True
+
+    def stop(self) -> None:
+        """Stop accepting, then let the worker finish its run and the exporter its send."""
+        if self._started:
+            self.gateway.stop()
+            self.grouper.stop()
+            self.worker.stop()
+            self.exporter.stop()
+            self._started = False
+        if not self.worker.is_alive():  # a run past the stop timeout still needs it
+            self.journal.close()
+
+    def __enter__(self) -> Service:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

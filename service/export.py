@@ -1,0 +1,190 @@
+"""Export: the results go back by C-STORE (Storage SCU, PS3.4 B.2.2) to each destination.
+
+One association per destination and attempt, one presentation context per (SOP class,
+transfer syntax) of the files (SEG, Parametric Map, Comprehensive 3D SR), plus Explicit
+VR Little Endian for each class (PS3.5 A.2), TCP_NODELAY on the socket. Success and the
+warnings 0xB000/0xB006/0xB007 count as stored (PS3.4 B.2.3).
+
+Retries are scheduled in the journal, not slept on: an attempt that fails for some
+destination sets ``next_export_at`` to ``now + min(backoff * 2**(n-1), max_backoff)``;
+after ``export_retries`` retries the job goes to ``dead_letter`` (journal, log and
+``minivess_exports_total{outcome="dead_lettered"}``) until ``python -m service
+retry-export JOB_ID`` puts it back. Re-sending is idempotent: the files and their SOP
+Instance UIDs are the same every time, so a destination keeps one copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, evt
+
+from service.gateway import on_conn_open
+from service.journal import Job, Journal
+from service.observability.metrics import ApplianceMetrics
+from service.settings import ExportDestination, ServiceSettings
+from service.spool import Spool
+from service.worker import release_spool
+
+log = logging.getLogger(__name__)
+
+STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
+
+
+class ExportError(Exception):
+    """One destination did not take every file."""
+
+
+def store_files(
+    destination: ExportDestination, files: list[Path], calling_ae: str, timeout: float
+) -> None:
+    """C-STORE every file to ``destination`` on one association, or raise ExportError."""
+    datasets = [pydicom.dcmread(path) for path in files]
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.connection_timeout = timeout
+    contexts = set()
+    for ds in datasets:
+        contexts.add((str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)))
+        contexts.add((str(ds.SOPClassUID), str(ExplicitVRLittleEndian)))
+    for sop_class, syntax in sorted(contexts):
+        ae.add_requested_context(sop_class, syntax)
+    assoc = ae.associate(
+        destination.host,
+        destination.port,
+        ae_title=destination.ae_title,
+        evt_handlers=[(evt.EVT_CONN_OPEN, on_conn_open)],
+    )
+    if not assoc.is_established:
+        state = "rejected" if assoc.is_rejected else "aborted or unreachable"
+        raise ExportError(f"association {state}")
+    try:
+        for path, ds in zip(files, datasets, strict=True):
+            try:
+                status = assoc.send_c_store(ds)
+            except (ValueError, RuntimeError) as error:  # no accepted context, link lost
+                raise ExportError(f"{path.name}: {error}") from error
+            code = int(status.get("Status", -1)) if status else -1
+            if code not in STORED:
+                raise ExportError(f"{path.name}: C-STORE status 0x{code & 0xFFFF:04X}")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+class Exporter:
+    """The export thread: picks due ``exporting`` jobs from the journal, one at a time."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        journal: Journal,
+        spool: Spool,
+        metrics: ApplianceMetrics,
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.spool = spool
+        self.metrics = metrics
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="minivess-export", daemon=True)
+
+    def start(self) -> None:
+        if not self.settings.export_destinations:
+            log.warning("no export destination configured: results stay in %s",
+                        self.settings.outputs_dir)  # fmt: skip
+        self._thread.start()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job, due = self.journal.next_export(time.time())
+                if job is not None:
+                    self.export(job)
+                    continue
+            except Exception:  # keep exporting the other jobs
+                log.exception("export pass failed")
+                due = None
+            # Poll the journal too: `retry-export` from another process writes there.
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - time.time()))
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def backoff(self, attempt: int) -> float:
+        delay = self.settings.export_backoff_s * 2 ** max(0, attempt - 1)
+        return float(min(delay, self.settings.export_max_backoff_s))
+
+    def export(self, job: Job) -> Job:
+        """One attempt to every destination that has not yet got the job's results."""
+        files = [Path(p) for p in job.outputs]
+        missing = [p.name for p in files if not p.is_file()]
+        if missing:
+            return self._dead_letter(job, job.delivered, f"result files missing: {missing}")
+        delivered = list(job.delivered)
+        errors: list[str] = []
+        for destination in self.settings.export_destinations:
+            if destination.name in delivered:
+                continue
+            started = time.perf_counter()
+            try:
+                store_files(destination, files, self.settings.ae_title,
+                            self.settings.export_timeout_s)  # fmt: skip
+            except (ExportError, OSError) as error:
+                errors.append(f"{destination.name}: {error}")
+                continue
+            self.metrics.stage_seconds.labels("export", "").observe(time.perf_counter() - started)
+            delivered.append(destination.name)
+            log.info("job %s: %d files stored at %s", job.job_id, len(files), destination.name)
+        if not errors:
+            return self._done(job, delivered)
+        attempts = job.export_attempts + 1
+        if attempts > self.settings.export_retries:
+            return self._dead_letter(job, delivered, "; ".join(errors))
+        delay = self.backoff(attempts)
+        self.metrics.exports.labels("retried").inc()
+        log.warning("job %s: export attempt %d failed (%s); retry in %.1f s",
+                    job.job_id, attempts, "; ".join(errors), delay)  # fmt: skip
+        return self.journal.update(
+            job.job_id, export_attempts=attempts, next_export_at=time.time() + delay,
+            delivered=delivered, error="; ".join(errors), error_reason="export-retrying",
+        )  # fmt: skip
+
+    # Metrics first, then the journal: whoever sees a terminal state sees it counted.
+    def _done(self, job: Job, delivered: list[str]) -> Job:
+        self.metrics.exports.labels("ok").inc()
+        self.metrics.studies.labels("done").inc()
+        self.metrics.study_seconds.observe(max(0.0, time.time() - job.last_received_at))
+        done = self.journal.update(
+            job.job_id, "done", delivered=delivered, next_export_at=None,
+            error=None if job.error_reason == "export-retrying" else job.error,
+            error_reason=None,
+        )  # fmt: skip
+        log.info("job %s: done", job.job_id)
+        release_spool(self.journal, self.spool, self.metrics, job.study_uid)
+        return done
+
+    def _dead_letter(self, job: Job, delivered: list[str], error: str) -> Job:
+        self.metrics.exports.labels("dead_lettered").inc()
+        dead = self.journal.update(
+            job.job_id, "dead_letter", delivered=delivered, next_export_at=None,
+            error=error, error_reason="export-failed",
+        )  # fmt: skip
+        log.error("job %s: export dead-lettered: %s (retry: python -m service retry-export %s)",
+                  job.job_id, error, job.job_id)  # fmt: skip
+        release_spool(self.journal, self.spool, self.metrics, job.study_uid)
+        return dead

@@ -1,0 +1,207 @@
+"""Accepting one received instance: check it, spool it durably, record it in the journal.
+
+Shared by the DIMSE gateway (C-STORE) and the HTTP sidecar (STOW-RS), so both answer
+with the same Storage Service statuses (PS3.4 B.2.3; STOW-RS reuses them, PS3.18
+10.5.3). Each refusal has its own status and a short Error Comment (PS3.7 C.4):
+
+| status | reason | meaning |
+| --- | --- | --- |
+| 0x0000 | stored / duplicate | on disk (fsynced); a known SOP Instance UID is not stored twice |
+| 0x0122 | sop-class-not-supported | not a CT/MR image storage SOP class (HTTP only) |
+| 0xA700 | disk-full | free disk under ``min_free_disk_bytes``; nothing written |
+| 0xA701 | write-failed | the spool could not be written |
+| 0xA702 | too-many-studies | ``max_pending_jobs`` unfinished studies; new studies wait |
+| 0xA900 | sop-class-mismatch, sop-instance-mismatch | command and data set UIDs differ |
+| 0xA900 | invalid-uid | SOP Instance, Study or Series UID missing or malformed |
+| 0xA900 | no-pixel-data, pixel-data-truncated, pixel-data-corrupt | image without (whole) pixels |
+| 0xC210 | undecodable | the data set cannot be parsed |
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import pydicom
+from prometheus_client import Counter
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_fragments
+
+from service.journal import Journal
+from service.observability.metrics import ApplianceMetrics
+from service.settings import ServiceSettings
+from service.spool import Spool, is_uid
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+OUT_OF_RESOURCES = 0xA700
+WRITE_FAILED = 0xA701
+TOO_MANY_STUDIES = 0xA702
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC210
+
+# PS3.4 B.5: the image storage SOP classes the appliance segments.
+IMAGE_STORAGE_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4": "MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4.3": "Enhanced MR Color Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4.4": "Legacy Converted Enhanced MR Image Storage",
+}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    status: int
+    reason: str
+    comment: str = ""
+    study_uid: str | None = None
+    sop_uid: str | None = None
+    job_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+
+def _refuse(status: int, reason: str, comment: str) -> IngestResult:
+    return IngestResult(status, reason, comment[:64])
+
+
+def _pixel_problem(ds: Dataset) -> IngestResult | None:
+    """Truncated native pixel data or broken encapsulation (PS3.5 8.2, A.4)."""
+    if "PixelData" not in ds:
+        return _refuse(DATASET_MISMATCH, "no-pixel-data", "Image has no Pixel Data")
+    value = ds.PixelData or b""
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        try:
+            if not any(True for _ in generate_fragments(value)):
+                raise ValueError("no fragments")
+        except (ValueError, TypeError):
+            return _refuse(DATASET_MISMATCH, "pixel-data-corrupt", "Encapsulated Pixel Data broken")
+        return None
+    try:
+        bits = int(ds.BitsAllocated)
+        count = (
+            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+            * int(ds.get("NumberOfFrames", 1) or 1)
+        )  # fmt: skip
+    except (AttributeError, TypeError, ValueError):
+        return _refuse(DATASET_MISMATCH, "pixel-data-truncated", "Image Pixel module incomplete")
+    expected = (count * bits + 7) // 8
+    if len(value) < expected:
+        return _refuse(
+            DATASET_MISMATCH, "pixel-data-truncated",
+            f"Pixel Data has {len(value)} of {expected} bytes",
+        )  # fmt: skip
+    return None
+
+
+def check_instance(
+    data: bytes, sop_class_uid: str | None = None, sop_instance_uid: str | None = None
+) -> tuple[Dataset | None, IngestResult | None]:
+    """Parse and check one Part 10 instance: (dataset, None) or (None, refusal)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        # pydicom reads leniently: garbage often parses into elements we cannot use.
+        found_class = str(ds.SOPClassUID)
+        found_instance = str(ds.SOPInstanceUID)
+    except Exception:  # pydicom raises many kinds on garbage: all mean "cannot understand"
+        return None, _refuse(CANNOT_UNDERSTAND, "undecodable", "Data set cannot be parsed")
+    try:
+        study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+    except Exception:
+        return None, _refuse(DATASET_MISMATCH, "invalid-uid", "Missing Study/Series UID")
+    if sop_class_uid is not None and found_class != sop_class_uid:
+        return None, _refuse(DATASET_MISMATCH, "sop-class-mismatch", "SOP Class UID mismatch")
+    if sop_instance_uid is not None and found_instance != sop_instance_uid:
+        return None, _refuse(DATASET_MISMATCH, "sop-instance-mismatch", "SOP Instance UID mismatch")
+    if found_class not in IMAGE_STORAGE_SOP_CLASSES:
+        return None, _refuse(SOP_CLASS_NOT_SUPPORTED, "sop-class-not-supported", "Not CT/MR")
+    if not all(is_uid(uid) for uid in (found_instance, study, series)):
+        return None, _refuse(DATASET_MISMATCH, "invalid-uid", "Invalid SOP/Study/Series UID")
+    try:
+        problem = _pixel_problem(ds)
+    except Exception:
+        problem = _refuse(CANNOT_UNDERSTAND, "undecodable", "Pixel Data cannot be parsed")
+    return (None, problem) if problem else (ds, None)
+
+
+class Ingest:
+    """Check, spool and journal received instances; one per service (owns a counter)."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        spool: Spool,
+        journal: Journal,
+        metrics: ApplianceMetrics,
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.journal = journal
+        self.metrics = metrics
+        # TODO(metrics owner): move into ApplianceMetrics.
+        self.duplicates = Counter(
+            "minivess_instances_duplicate_total",
+            "Instances received again (same SOP Instance UID): acknowledged, not stored twice.",
+            ["interface"],
+            registry=metrics.registry,
+        )
+
+    def accept(
+        self,
+        data: bytes,
+        *,
+        interface: str,
+        sop_class_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+    ) -> IngestResult:
+        """Store one Part 10 instance (bytes as received); never raises for bad input."""
+        result = self._accept(data, interface, sop_class_uid, sop_instance_uid)
+        if result.reason == "duplicate":
+            self.duplicates.labels(interface).inc()
+        elif result.ok:
+            self.metrics.instances_received.labels(interface).inc()
+            self.metrics.spool_bytes.set(self.spool.bytes_held)
+        else:
+            self.metrics.instances_rejected.labels(interface, result.reason).inc()
+            log.warning(
+                "refused instance %s (%s): 0x%04X %s",
+                sop_instance_uid or "?", interface, result.status, result.comment,
+            )  # fmt: skip
+        return result
+
+    def _accept(
+        self, data: bytes, interface: str, sop_class: str | None, sop_instance: str | None
+    ) -> IngestResult:
+        ds, refusal = check_instance(data, sop_class, sop_instance)
+        if refusal is not None or ds is None:
+            return refusal or _refuse(CANNOT_UNDERSTAND, "undecodable", "Unreadable")
+        study, sop = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)
+        if self.journal.is_known(sop):
+            self.journal.register_instance(study, sop, self.spool.path_of(study, sop), 0)
+            return IngestResult(SUCCESS, "duplicate", "", study, sop)
+        if self.spool.free_bytes() - len(data) < self.settings.min_free_disk_bytes:
+            return _refuse(OUT_OF_RESOURCES, "disk-full", "Spool disk under its free watermark")
+        if (
+            not self.journal.has_open_job(study)
+            and self.journal.count_unfinished() >= self.settings.max_pending_jobs
+        ):
+            return _refuse(TOO_MANY_STUDIES, "too-many-studies", "Too many studies pending")
+        try:
+            path = self.spool.store(study, sop, data)
+        except OSError as error:
+            log.error("spool write failed for %s: %s", sop, error)
+            return _refuse(WRITE_FAILED, "write-failed", "Spool write failed")
+        registered = self.journal.register_instance(study, sop, path, len(data), source=interface)
+        if registered.duplicate:  # the same instance on two associations at once
+            return IngestResult(SUCCESS, "duplicate", "", study, sop)
+        if registered.new_job:
+            log.info("study %s: new job %s (%s)", study, registered.job_id, interface)
+        return IngestResult(SUCCESS, "stored", "", study, sop, registered.job_id)

@@ -1,0 +1,330 @@
+"""The job journal: SQLite (WAL), the single source of truth for studies and their jobs.
+
+A job is one study to process. States::
+
+    received -> queued -> processing -> exporting -> done
+                              |             |
+                              v             v
+                            failed      dead_letter --(retry-export)--> exporting
+
+Every transition is one transaction, so the journal survives a crash at any point; on
+start :meth:`Journal.resume` puts interrupted work back (``processing`` -> ``queued``;
+``exporting`` stays, exports are idempotent). The ``instances`` table maps each spooled
+SOP Instance UID to its study and job and is what makes a re-sent instance a duplicate.
+
+Holds DICOM UIDs (not identifying on their own) and never patient names or IDs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+JobState = Literal["received", "queued", "processing", "exporting", "done", "failed", "dead_letter"]
+UNFINISHED: tuple[JobState, ...] = ("received", "queued", "processing", "exporting")
+TERMINAL: tuple[JobState, ...] = ("done", "failed", "dead_letter")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    source TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    first_received_at REAL NOT NULL,
+    last_received_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    finished_at REAL,
+    instances INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    export_attempts INTEGER NOT NULL DEFAULT 0,
+    next_export_at REAL,
+    delivered TEXT NOT NULL DEFAULT '[]',
+    output_dir TEXT,
+    outputs TEXT NOT NULL DEFAULT '[]',
+    error TEXT,
+    error_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_study ON jobs(study_uid);
+CREATE TABLE IF NOT EXISTS instances (
+    sop_uid TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
+"""
+
+
+class Job(BaseModel):
+    job_id: str
+    study_uid: str
+    state: JobState
+    source: str
+    correlation_id: str
+    created_at: float
+    first_received_at: float
+    last_received_at: float
+    updated_at: float
+    finished_at: float | None
+    instances: int
+    attempts: int
+    export_attempts: int
+    next_export_at: float | None
+    delivered: list[str]
+    output_dir: str | None
+    outputs: list[str]
+    error: str | None
+    error_reason: str | None
+
+
+class Registered(BaseModel):
+    """What :meth:`Journal.register_instance` did."""
+
+    job_id: str | None
+    duplicate: bool
+    new_job: bool
+
+
+def _job(row: sqlite3.Row) -> Job:
+    data = dict(row)
+    data["delivered"] = json.loads(data["delivered"])
+    data["outputs"] = json.loads(data["outputs"])
+    return Job.model_validate(data)
+
+
+class Journal:
+    """Thread-safe access to the journal file (one connection, one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ instances
+
+    def is_known(self, sop_uid: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM instances WHERE sop_uid=?", (sop_uid,))
+            return row.fetchone() is not None
+
+    def has_open_job(self, study_uid: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM jobs WHERE study_uid=? AND state='received'", (study_uid,)
+            )
+            return row.fetchone() is not None
+
+    def register_instance(
+        self,
+        study_uid: str,
+        sop_uid: str,
+        path: Path,
+        size: int,
+        *,
+        source: str = "dimse",
+        now: float | None = None,
+    ) -> Registered:
+        """Record a spooled instance in the study's open (``received``) job, creating it.
+
+        A SOP Instance UID already known is a duplicate: nothing is added, but it keeps
+        the study's open job (if any) from becoming due.
+        """
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            open_job = db.execute(
+                "SELECT job_id FROM jobs WHERE study_uid=? AND state='received'", (study_uid,)
+            ).fetchone()
+            if db.execute("SELECT 1 FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone():
+                if open_job:
+                    db.execute(
+                        "UPDATE jobs SET last_received_at=MAX(last_received_at, ?), "
+                        "updated_at=? WHERE job_id=?",
+                        (now, now, open_job["job_id"]),
+                    )
+                return Registered(job_id=None, duplicate=True, new_job=False)
+            if open_job:
+                job_id, new_job = str(open_job["job_id"]), False
+            else:
+                job_id, new_job = uuid.uuid4().hex, True
+                db.execute(
+                    "INSERT INTO jobs (job_id, study_uid, state, source, correlation_id, "
+                    "created_at, first_received_at, last_received_at, updated_at) "
+                    "VALUES (?, ?, 'received', ?, ?, ?, ?, ?, ?)",
+                    (job_id, study_uid, source, uuid.uuid4().hex, now, now, now, now),
+                )
+            db.execute(
+                "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?)",
+                (sop_uid, study_uid, job_id, str(path), size, now),
+            )
+            db.execute(
+                "UPDATE jobs SET instances=instances+1, updated_at=?, "
+                "first_received_at=MIN(first_received_at, ?), "
+                "last_received_at=MAX(last_received_at, ?) WHERE job_id=?",
+                (now, now, now, job_id),
+            )
+        return Registered(job_id=job_id, duplicate=False, new_job=new_job)
+
+    def known_sop_uids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT sop_uid FROM instances")}
+
+    def release_study(self, study_uid: str) -> list[Path]:
+        """Forget the study's instances unless another job of it is unfinished.
+
+        Returns the spool files to delete (rows first: a crash leaves orphan files, which
+        start-up reconciliation re-registers, never rows without files).
+        """
+        marks = ",".join("?" * len(UNFINISHED))
+        with self._tx() as db:
+            busy = db.execute(
+                f"SELECT 1 FROM jobs WHERE study_uid=? AND state IN ({marks})",
+                (study_uid, *UNFINISHED),
+            ).fetchone()
+            if busy:
+                return []
+            rows = db.execute("SELECT path FROM instances WHERE study_uid=?", (study_uid,))
+            paths = [Path(r[0]) for r in rows.fetchall()]
+            db.execute("DELETE FROM instances WHERE study_uid=?", (study_uid,))
+        return paths
+
+    # ----------------------------------------------------------------------- jobs
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def list_jobs(self, states: tuple[str, ...] | None = None, limit: int = 1000) -> list[Job]:
+        query, args = "SELECT * FROM jobs", [*(states or ())]
+        if states:
+            query += f" WHERE state IN ({','.join('?' * len(states))})"
+        query += " ORDER BY created_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [_job(r) for r in rows]
+
+    def count_unfinished(self) -> int:
+        marks = ",".join("?" * len(UNFINISHED))
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", UNFINISHED
+            ).fetchone()
+        return int(row[0])
+
+    def update(self, job_id: str, state: JobState | None = None, **fields: Any) -> Job:
+        """Set ``state`` and other columns of one job in one transaction."""
+        now = time.time()
+        values: dict[str, Any] = {"updated_at": now, **fields}
+        if state is not None:
+            values["state"] = state
+            if state in TERMINAL:
+                values.setdefault("finished_at", now)
+        for key in ("delivered", "outputs"):
+            if key in values:
+                values[key] = json.dumps(values[key])
+        assignments = ", ".join(f"{key}=?" for key in values)
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*values.values(), job_id))
+            row = db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        return _job(row)
+
+    def queue_quiet_jobs(self, cutoff: float) -> list[Job]:
+        """``received`` jobs with no instance since ``cutoff`` become ``queued``."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE state='received' AND last_received_at<=? "
+                "ORDER BY last_received_at",
+                (cutoff,),
+            ).fetchall()
+            db.execute(
+                "UPDATE jobs SET state='queued', updated_at=? "
+                "WHERE state='received' AND last_received_at<=?",
+                (time.time(), cutoff),
+            )
+        return [_job(r) for r in rows]
+
+    def claim_next_queued(self) -> Job | None:
+        """The oldest ``queued`` job, now ``processing`` with one more attempt."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT job_id FROM jobs WHERE state='queued' ORDER BY last_received_at LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state='processing', attempts=attempts+1, updated_at=? "
+                "WHERE job_id=?",
+                (time.time(), row[0]),
+            )
+            claimed = db.execute("SELECT * FROM jobs WHERE job_id=?", (row[0],)).fetchone()
+        return _job(claimed)
+
+    def next_export(self, now: float) -> tuple[Job | None, float | None]:
+        """The ``exporting`` job due first (or None) and when the next one falls due."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE state='exporting' "
+                "ORDER BY COALESCE(next_export_at, 0) LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None, None
+        due = row["next_export_at"] or 0.0
+        return (_job(row), due) if due <= now else (None, due)
+
+    def retry_export(self, job_id: str) -> Job:
+        """Re-trigger the export of a dead-lettered (or done) job: all destinations again."""
+        job = self.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id}")
+        if job.state not in ("dead_letter", "done") or not job.outputs:
+            raise ValueError(f"job {job_id} is {job.state}: nothing to re-export")
+        return self.update(
+            job_id, "exporting", export_attempts=0, next_export_at=time.time(), delivered=[],
+            finished_at=None, error=None, error_reason=None,
+        )  # fmt: skip
+
+    def resume(self) -> list[Job]:
+        """After a restart: interrupted runs go back to ``queued``; all unfinished jobs."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state='queued', updated_at=? WHERE state='processing'",
+                (time.time(),),
+            )
+        return self.list_jobs(UNFINISHED)

@@ -1,0 +1,200 @@
+"""The service's settings: one pydantic model, from defaults, a config file and env vars.
+
+Precedence (lowest to highest):
+
+1. the defaults below (what ``make serve`` runs with);
+2. the file named by ``--config`` or ``MINIVESS_SERVICE_CONFIG`` (JSON, or TOML when
+   the name ends in ``.toml``);
+3. environment variables ``MINIVESS_<FIELD>`` (e.g. ``MINIVESS_DICOM_PORT=104``); list
+   fields take JSON (``MINIVESS_EXPORT_DESTINATIONS='[{"host": "pacs", "port": 104,
+   "ae_title": "PACS"}]'``).
+
+The pipeline's own settings (overlap, providers, ...) stay in ``map_app.config``; this
+model only names their file (``pipeline_config``). pydantic-settings is not in the lock,
+so the environment is read here, the same way ``map_app.config`` does it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "MINIVESS_"
+CONFIG_ENV = "MINIVESS_SERVICE_CONFIG"
+
+
+class SettingsError(ValueError):
+    """The service configuration file or an environment override is invalid."""
+
+
+def _ae_title(value: str) -> str:
+    """PS3.5 6.2 (AE VR): 1-16 characters, no backslash or control characters."""
+    value = value.strip()
+    if not 1 <= len(value) <= 16 or "\\" in value or not value.isprintable():
+        raise ValueError(f"not a valid AE title: {value!r} (1-16 printable characters)")
+    return value
+
+
+class AllowedPeer(BaseModel):
+    """One association requestor allowed to send to us: calling AE title and address."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ae_title: str
+    ip: str = Field(description="an address or network, e.g. 10.0.0.7 or 10.0.0.0/24")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae(cls, value: str) -> str:
+        return _ae_title(value)
+
+    @field_validator("ip")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+
+    def admits(self, ae_title: str, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return ae_title.strip() == self.ae_title and ip in ipaddress.ip_network(self.ip)
+
+
+class ExportDestination(BaseModel):
+    """A C-STORE SCP that receives the results (usually the PACS that sent the study)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    ae_title: str
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae(cls, value: str) -> str:
+        return _ae_title(value)
+
+    @property
+    def name(self) -> str:
+        """How the journal and the logs name this destination."""
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+class ServiceSettings(BaseModel):
+    """Every setting of the appliance service (gateway, jobs, export, HTTP sidecar)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ae_title: str = Field(default="MINIVESS", description="our AE title (called AE title)")
+    dicom_host: str = Field(default="127.0.0.1", description="address the DICOM SCP binds")
+    dicom_port: int = Field(default=11112, ge=0, le=65535, description="0 = any free port")
+    http_host: str = Field(default="127.0.0.1", description="address of the HTTP sidecar")
+    http_port: int = Field(default=3000, ge=0, le=65535, description="HTTP sidecar port")
+    var_dir: Path = Field(default=Path("var"), description="spool, journal, outputs, logs")
+    quiet_period_s: float = Field(
+        default=10.0, gt=0, description="a study is complete after this long without a new instance"
+    )
+    max_associations: int = Field(default=10, ge=1, description="concurrent inbound associations")
+    allowlist: list[AllowedPeer] = Field(
+        default_factory=list,
+        description="when not empty, only these calling AE title + address pairs may associate",
+    )
+    min_free_disk_bytes: int = Field(
+        default=2 * 2**30, ge=0, description="below this much free disk C-STORE answers 0xA700"
+    )
+    max_pending_jobs: int = Field(
+        default=100, ge=1, description="unfinished studies before new studies are refused (0xA702)"
+    )
+    model_dir: Path = Field(default=Path("models/ensemble"), description="the ONNX ensemble")
+    pipeline_config: Path | None = Field(
+        default=None, description="map_app pipeline config (JSON); None = its defaults"
+    )
+    max_pipeline_attempts: int = Field(
+        default=3, ge=1, description="pipeline runs of one job (restarts included) before failed"
+    )
+    export_destinations: list[ExportDestination] = Field(default_factory=list)
+    export_retries: int = Field(default=5, ge=0, description="retries after the first attempt")
+    export_backoff_s: float = Field(default=5.0, ge=0, description="first retry delay, doubled")
+    export_max_backoff_s: float = Field(default=300.0, ge=0, description="longest retry delay")
+    export_timeout_s: float = Field(default=30.0, gt=0, description="DIMSE/network timeout")
+    dev_mode: bool = Field(default=False, description="developer defaults (no API auth)")
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token of the HTTP API (sidecar)"
+    )
+    log_level: str = Field(default="INFO", description="Python logging level name")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae(cls, value: str) -> str:
+        return _ae_title(value)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.var_dir / "spool"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.var_dir / "journal.sqlite3"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.var_dir / "outputs"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.var_dir / "logs"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SettingsError(f"cannot read service config {path}: {error}") from error
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise SettingsError(f"service config {path} is not valid: {error}") from error
+    if not isinstance(data, dict):
+        raise SettingsError(f"service config {path} must hold an object/table")
+    return data
+
+
+def _env_value(name: str, raw: str) -> Any:
+    annotation = str(ServiceSettings.model_fields[name].annotation)
+    if annotation.startswith("list["):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be JSON: {error}") from error
+    return raw
+
+
+def load_settings(
+    path: Path | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> ServiceSettings:
+    """Defaults, then the config file, then ``MINIVESS_*`` env vars, then ``overrides``."""
+    environ = dict(os.environ if environ is None else environ)
+    if path is None and environ.get(CONFIG_ENV):
+        path = Path(environ[CONFIG_ENV])
+    values: dict[str, Any] = _read_file(path) if path is not None else {}
+    for name in ServiceSettings.model_fields:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _env_value(name, raw)
+    values.update(overrides)
+    try:
+        return ServiceSettings.model_validate(values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise SettingsError(f"invalid service settings: {problems}") from error

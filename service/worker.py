@@ -1,0 +1,158 @@
+"""The processing worker: one thread runs the (one-at-a-time) pipeline over queued jobs.
+
+For each job: ``pipeline.run(spool/<study>, outputs/<job id>, correlation_id)``, then
+the run report's stage times, uncertainty and OOD flags go to the metrics
+(``observe_run_report``), and the job
+moves on to ``exporting`` (results exist) or ``failed`` (a ``PipelineError``: its
+reason and message stay in the journal and in ``outputs/<job id>/report.json``).
+
+A job is claimed in the journal (``queued`` -> ``processing``, attempts + 1) before it
+runs; a crash mid-run leaves it ``processing``, which the next start puts back to
+``queued``. Output SOP Instance UIDs are deterministic, so a re-run replaces the same
+files and the destination ends up with one copy. A study that crashes the process
+every time fails after ``max_pipeline_attempts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from map_app.stack import STACK_BYTES
+from operators.errors import PipelineError
+from operators.run_report import RunReport
+from service.journal import Job, Journal
+from service.observability.metrics import ApplianceMetrics, observe_run_report
+from service.settings import ServiceSettings
+from service.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """What the worker needs of ``map_app.pipeline.Pipeline``."""
+
+    def run(
+        self, input_path: Path, output_dir: Path, correlation_id: str | None = None
+    ) -> RunReport: ...
+
+
+def release_spool(journal: Journal, spool: Spool, metrics: ApplianceMetrics, study: str) -> None:
+    """Delete a finished study's spooled instances (kept while another job needs them)."""
+    spool.remove(journal.release_study(study))
+    metrics.spool_bytes.set(spool.bytes_held)
+    metrics.queue_depth.set(journal.count_unfinished())
+
+
+class Worker:
+    """The single processing thread; ``notify()`` wakes it when a job was queued."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        journal: Journal,
+        spool: Spool,
+        runner: Runner,
+        metrics: ApplianceMetrics,
+        on_exporting: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.spool = spool
+        self.runner = runner
+        self.metrics = metrics
+        self.on_exporting = on_exporting
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="minivess-worker", daemon=True)
+
+    def start(self) -> None:
+        # Holoscan runs the graph in this thread and wants a 32 MiB stack (map_app.stack).
+        previous = threading.stack_size(STACK_BYTES)
+        try:
+            self._thread.start()
+        finally:
+            threading.stack_size(previous)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop after the current run (a run cut short by exit resumes on restart)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # a journal hiccup must not kill the worker
+                log.exception("worker pass failed")
+                busy = False
+            if not busy:
+                self._wake.wait(1.0)
+                self._wake.clear()
+
+    def run_once(self) -> bool:
+        """Claim and process the oldest queued job; False when there was none."""
+        job = self.journal.claim_next_queued()
+        if job is None:
+            return False
+        self.metrics.queue_depth.set(self.journal.count_unfinished())
+        if job.attempts > self.settings.max_pipeline_attempts:
+            self._fail(job, "gave-up", f"no result after {job.attempts - 1} interrupted runs")
+            return True
+        self._process(job)
+        return True
+
+    def _process(self, job: Job) -> None:
+        output_dir = self.settings.outputs_dir / job.job_id
+        shutil.rmtree(output_dir, ignore_errors=True)  # leftovers of an interrupted run
+        log.info("job %s: processing study %s (attempt %d, correlation %s)",
+                 job.job_id, job.study_uid, job.attempts, job.correlation_id)  # fmt: skip
+        try:
+            report = self.runner.run(
+                self.spool.study_dir(job.study_uid), output_dir, correlation_id=job.correlation_id
+            )
+        except PipelineError as error:
+            self._fail(job, error.reason, error.message)
+            return
+        except Exception as error:  # a bug: recorded, never takes the service down
+            log.exception("job %s: pipeline crashed", job.job_id)
+            self._fail(job, "internal-error", f"internal error: {type(error).__name__}")
+            return
+        observe_run_report(self.metrics, report)
+        outputs = [
+            path for series in report.series if series.status == "done"
+            for path in series.outputs.values()
+        ]  # fmt: skip
+        if not outputs:
+            self._fail(job, "no-output", report.error or "the pipeline wrote no results")
+            return
+        failed = [s for s in report.series if s.status == "failed"]
+        note = f"partial: {len(failed)} series failed" if failed else None
+        self.journal.update(
+            job.job_id, "exporting", output_dir=str(output_dir), outputs=outputs,
+            next_export_at=time.time(), export_attempts=0, delivered=[], error=note,
+        )  # fmt: skip
+        log.info("job %s: %d result files, exporting", job.job_id, len(outputs))
+        self.on_exporting()
+
+    def _fail(self, job: Job, reason: str, message: str) -> None:
+        self.metrics.studies.labels("failed").inc()  # before the state: seen => counted
+        self.journal.update(
+            job.job_id, "failed", error=message, error_reason=reason,
+            output_dir=str(self.settings.outputs_dir / job.job_id),
+        )  # fmt: skip
+        log.warning("job %s: failed (%s): %s", job.job_id, reason, message)
+        release_spool(self.journal, self.spool, self.metrics, job.study_uid)
