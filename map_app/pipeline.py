@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from models.loader import LoadedEnsemble, ModelIntegrityError, load_ensemble
 from models.manifest import MANIFEST_NAME
 from operators.dicom_input.selection import SelectionRules
 from operators.errors import InputNotFoundError, ModelLoadError, OutputError, PipelineError
-from operators.nifti_operators import is_nifti
+from operators.nifti_input import is_nifti
 from operators.run_report import ModelSummary, RunRecorder, RunReport, SkippedInput
 
 REPORT_NAME = "report.json"
@@ -120,7 +121,10 @@ class Pipeline:
             kind = input_kind(input_path)
             output_dir.mkdir(parents=True, exist_ok=True)
             with self._lock:
+                # Explicit argv: Holoscan would otherwise parse the host process's command
+                # line (the service's or the CLI's own flags) as its own.
                 VesselSegmentationApp(
+                    [sys.executable, "minivess-pipeline"],
                     ensemble=self.ensemble,
                     config=self.config,
                     rules=self.rules,

@@ -51,9 +51,6 @@ def serve(settings: ServiceSettings) -> int:
     from service.app import Service  # imports the pipeline stack only when serving
 
     setup_logging(settings)
-    # Holoscan's Application and the MONAI Deploy SDK parse sys.argv when the pipeline
-    # builds its graph: our `--config` would be read as Holoscan's YAML config.
-    sys.argv = sys.argv[:1]
     stop = threading.Event()
 
     def on_signal(number: int, frame: FrameType | None) -> None:
