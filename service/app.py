@@ -12,12 +12,14 @@ import logging
 from pathlib import Path
 from types import TracebackType
 
+from compliance.audit import AuditLog
 from service.export import Exporter
 from service.gateway import Gateway
 from service.grouping import Grouper
 from service.ingest import Ingest
 from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics, set_model_info
+from service.records import StudyRecords, site_audit_log
 from service.settings import ServiceSettings
 from service.spool import Spool
 from service.worker import Runner, Worker
@@ -25,12 +27,14 @@ from service.worker import Runner, Worker
 log = logging.getLogger(__name__)
 
 
-def load_pipeline(settings: ServiceSettings) -> Runner:
-    """The MAP pipeline with its verified ensemble (imports ONNX Runtime and Holoscan)."""
+def load_pipeline(settings: ServiceSettings, audit: AuditLog | None = None) -> Runner:
+    """The MAP pipeline with its verified ensemble; it audits every inference."""
     from map_app.config import load_config
     from map_app.pipeline import Pipeline
 
-    return Pipeline(Path(settings.model_dir), load_config(settings.pipeline_config))
+    return Pipeline(
+        Path(settings.model_dir), load_config(settings.pipeline_config), audit_log=audit
+    )
 
 
 class Service:
@@ -46,14 +50,23 @@ class Service:
             folder.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(settings.journal_path)
         self.spool = Spool(settings.spool_dir)
-        self.pipeline = pipeline if pipeline is not None else load_pipeline(settings)
+        self.audit = site_audit_log(settings)
+        self.pipeline = pipeline if pipeline is not None else load_pipeline(settings, self.audit)
+        if hasattr(self.pipeline, "audit_log"):
+            # A pipeline handed in (tests, embedding) audits into this service's log.
+            self.pipeline.audit_log = self.audit
+        summary = getattr(self.pipeline, "model_summary", None)
+        model_version = summary().version if callable(summary) else "unknown"
+        self.records = StudyRecords(settings, self.audit, model_version)
         self.ingest = Ingest(settings, self.spool, self.journal, self.metrics)
         self.gateway = Gateway(settings, self.ingest)
-        self.exporter = Exporter(settings, self.journal, self.spool, self.metrics)
+        self.exporter = Exporter(
+            settings, self.journal, self.spool, self.metrics, records=self.records
+        )
         self.worker = Worker(settings, self.journal, self.spool, self.pipeline, self.metrics,
-                             on_exporting=self.exporter.notify)  # fmt: skip
+                             on_exporting=self.exporter.notify, records=self.records)  # fmt: skip
         self.grouper = Grouper(self.journal, self.metrics, settings.quiet_period_s,
-                               on_queued=self.worker.notify)  # fmt: skip
+                               on_queued=self.worker.notify, records=self.records)  # fmt: skip
         self._started = False
 
     def reconcile(self) -> int:

@@ -27,6 +27,7 @@ from pynetdicom import AE, evt
 from service.gateway import on_conn_open
 from service.journal import Job, Journal
 from service.observability.metrics import ApplianceMetrics
+from service.records import StudyRecords
 from service.settings import ExportDestination, ServiceSettings
 from service.spool import Spool
 from service.worker import release_spool
@@ -86,11 +87,13 @@ class Exporter:
         journal: Journal,
         spool: Spool,
         metrics: ApplianceMetrics,
+        records: StudyRecords | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
         self.spool = spool
         self.metrics = metrics
+        self.records = records
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="minivess-export", daemon=True)
@@ -175,6 +178,8 @@ class Exporter:
             error_reason=None,
         )  # fmt: skip
         log.info("job %s: done", job.job_id)
+        if self.records is not None:
+            self.records.study_exported(done, "done")
         release_spool(self.journal, self.spool, self.metrics, job.study_uid)
         return done
 
@@ -186,5 +191,7 @@ class Exporter:
         )  # fmt: skip
         log.error("job %s: export dead-lettered: %s (retry: python -m service retry-export %s)",
                   job.job_id, error, job.job_id)  # fmt: skip
+        if self.records is not None:
+            self.records.study_exported(dead, "dead_letter")
         release_spool(self.journal, self.spool, self.metrics, job.study_uid)
         return dead

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
+from service.records import StudyRecords
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,10 @@ class Grouper:
         metrics: ApplianceMetrics,
         quiet_period_s: float,
         on_queued: Callable[[], None],
+        records: StudyRecords | None = None,
     ) -> None:
         self.journal = journal
+        self.records = records
         self.metrics = metrics
         self.quiet_period_s = quiet_period_s
         self.on_queued = on_queued
@@ -52,6 +55,8 @@ class Grouper:
         for job in queued:
             receive_s = max(0.0, job.last_received_at - job.first_received_at)
             self.metrics.stage_seconds.labels("receive", "").observe(receive_s)
+            if self.records is not None:
+                self.records.study_queued(job)
             log.info(
                 "job %s: study %s complete (%d instances, quiet %.1f s), queued",
                 job.job_id, job.study_uid, job.instances, self.quiet_period_s,

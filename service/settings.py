@@ -129,6 +129,19 @@ class ServiceSettings(BaseModel):
         default=None, description="bearer token of the HTTP API (sidecar)"
     )
     log_level: str = Field(default="INFO", description="Python logging level name")
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces URL (e.g. http://collector:4318/v1/traces); spans are "
+        "always written as JSON lines under var/traces",
+    )
+    audit_log: Path | None = Field(
+        default=None, description="audit log (JSON lines); default var/audit/audit.jsonl"
+    )
+    audit_key: Path | None = Field(
+        default=None,
+        description="HMAC key for identifiers in the audit log; default var/audit/site.key, "
+        "created on first start",
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -150,6 +163,22 @@ class ServiceSettings(BaseModel):
     @property
     def logs_dir(self) -> Path:
         return self.var_dir / "logs"
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.var_dir / "traces"
+
+    @property
+    def drift_store(self) -> Path:
+        return self.var_dir / "drift" / "features.jsonl"
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.audit_log or self.var_dir / "audit" / "audit.jsonl"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit_key or self.var_dir / "audit" / "site.key"
 
 
 def _read_file(path: Path) -> dict[str, Any]:

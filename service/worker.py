@@ -28,6 +28,7 @@ from operators.errors import PipelineError
 from operators.run_report import RunReport
 from service.journal import Job, Journal
 from service.observability.metrics import ApplianceMetrics, observe_run_report
+from service.records import StudyRecords
 from service.settings import ServiceSettings
 from service.spool import Spool
 
@@ -60,8 +61,10 @@ class Worker:
         runner: Runner,
         metrics: ApplianceMetrics,
         on_exporting: Callable[[], None],
+        records: StudyRecords | None = None,
     ) -> None:
         self.settings = settings
+        self.records = records
         self.journal = journal
         self.spool = spool
         self.runner = runner
@@ -132,6 +135,8 @@ class Worker:
             self._fail(job, "internal-error", f"internal error: {type(error).__name__}")
             return
         observe_run_report(self.metrics, report)
+        if self.records is not None:
+            self.records.study_processed(report)
         outputs = [
             path for series in report.series if series.status == "done"
             for path in series.outputs.values()

@@ -76,6 +76,7 @@ def _frame(rows: dict[tuple[str, int], FeatureRow], modality: str, seeds: range)
     return frame(rows[modality, seed] for seed in seeds)
 
 
+@pytest.mark.requirement("SRS-050")
 def test_manifest_reference_is_the_validation_studies_by_modality(
     manifest: EnsembleManifest,
 ) -> None:
@@ -88,6 +89,7 @@ def test_manifest_reference_is_the_validation_studies_by_modality(
     assert synthetic.equals(manifest_reference(without_rows))  # deterministic
 
 
+@pytest.mark.requirement("SRS-050")
 def test_reference_sample_reproduces_the_profile(manifest: EnsembleManifest) -> None:
     large = reference_sample(manifest.reference_profile, 2000)
     for name in FEATURE_NAMES:
@@ -99,6 +101,7 @@ def test_reference_sample_reproduces_the_profile(manifest: EnsembleManifest) -> 
         assert p95 == pytest.approx(profile.p95, abs=0.01 * spread), name
 
 
+@pytest.mark.requirement("SRS-050")
 def test_feature_store_is_append_only_phi_free_and_survives_a_torn_line(tmp_path: Path) -> None:
     store = FeatureStore(tmp_path / "drift" / "features.jsonl", fsync=True)
     features = dict.fromkeys(FEATURE_NAMES, 1.0)
@@ -118,6 +121,7 @@ def test_feature_store_is_append_only_phi_free_and_survives_a_torn_line(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.requirement("SRS-050")
 def test_per_modality_reference_ct_vs_ct_none_mr_vs_ct_drift(live_rows: dict) -> None:
     baseline = _frame(live_rows, "CT", BASELINE_SEEDS)
     same = drift_report(_frame(live_rows, "CT", CURRENT_SEEDS), baseline)
@@ -128,6 +132,7 @@ def test_per_modality_reference_ct_vs_ct_none_mr_vs_ct_drift(live_rows: dict) ->
 
 
 @pytest.mark.slow
+@pytest.mark.requirement("SRS-050")
 def test_ct_vs_the_manifests_ct_reference_none_mr_drifts(
     live_rows: dict, manifest: EnsembleManifest
 ) -> None:
@@ -140,6 +145,7 @@ def test_ct_vs_the_manifests_ct_reference_none_mr_drifts(
 
 
 @pytest.mark.slow
+@pytest.mark.requirement("SRS-050")
 def test_drift_cli_writes_html_and_json(live_rows: dict, tmp_path: Path, capsys) -> None:
     store, baseline = FeatureStore(tmp_path / "features.jsonl"), FeatureStore(tmp_path / "ct.jsonl")
     for seed in BASELINE_SEEDS:

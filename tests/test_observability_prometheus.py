@@ -129,6 +129,7 @@ def _scalar(base: str, expression: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+@pytest.mark.requirement("SRS-048")
 def test_prometheus_scrapes_latency_quantile_counters_and_model_info(
     metrics: tuple[ApplianceMetrics, MetricsServer], prometheus: str
 ) -> None:

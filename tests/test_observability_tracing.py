@@ -82,6 +82,7 @@ def _seconds(span: dict[str, Any]) -> float:
     return (end - start).total_seconds()
 
 
+@pytest.mark.requirement("SRS-049")
 def test_report_spans_share_the_correlation_id_one_per_stage(tmp_path: Path) -> None:
     correlation_id = uuid.uuid4().hex
     provider = configure_tracing(service_version="1.0.0", spans_dir=tmp_path)
@@ -117,6 +118,7 @@ def test_report_spans_share_the_correlation_id_one_per_stage(tmp_path: Path) -> 
     assert PATIENT_NAME not in json.dumps(spans)  # no PHI (the input path is not exported)
 
 
+@pytest.mark.requirement("SRS-049")
 def test_live_study_span_is_a_root_with_the_correlation_id(tmp_path: Path) -> None:
     correlation_id = uuid.uuid4().hex
     provider = configure_tracing(spans_dir=tmp_path)
@@ -139,6 +141,7 @@ def test_live_study_span_is_a_root_with_the_correlation_id(tmp_path: Path) -> No
     assert spans["unrelated"]["context"]["trace_id"] != f"0x{correlation_id}"
 
 
+@pytest.mark.requirement("SRS-049")
 def test_correlation_id_must_be_a_trace_id() -> None:
     assert trace_id_from_correlation_id("0" * 31 + "1") == 1
     for bad in ("0" * 32, "ABCDEF" + "0" * 26, "abc", str(uuid.uuid4())):
@@ -160,6 +163,7 @@ class _Collector(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.requirement("SRS-049")
 def test_otlp_http_exporter_sends_the_study_trace() -> None:
     server = HTTPServer(("127.0.0.1", 0), _Collector)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -182,6 +186,7 @@ def test_otlp_http_exporter_sends_the_study_trace() -> None:
     assert {span.trace_id.hex() for span in spans} == {correlation_id}
 
 
+@pytest.mark.requirement("SRS-048")
 def test_observe_run_report_maps_stages_members_and_flags() -> None:
     metrics = ApplianceMetrics()
     report = _report(uuid.uuid4().hex, ood=True)

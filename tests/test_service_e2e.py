@@ -105,6 +105,7 @@ def assert_results_in_pacs(pacs: Orthanc, job: Any, sources: int, tmp_path: Path
             assert_dicom_valid(path)
 
 
+@pytest.mark.requirement("SRS-040", "SRS-044", "SRS-048", "SRS-049", "SRS-050", "SRS-076")
 def test_storescu_study_comes_back_as_results(
     service: Service, pacs: Orthanc, tmp_path: Path
 ) -> None:
@@ -125,8 +126,33 @@ def test_storescu_study_comes_back_as_results(
     for stage, member in [("receive", ""), ("inference", "unet-a"), ("write", ""), ("export", "")]:
         assert metric(registry, "minivess_stage_duration_seconds_count", stage=stage,
                       member=member) >= 1, stage  # fmt: skip
+    assert_recorded(service, job, study)
 
 
+def assert_recorded(service: Service, job: Any, study: Any) -> None:
+    """Trace (trace id = correlation id), drift features and audit trail, none with PHI."""
+    from compliance.audit import verify_chain
+
+    settings = service.settings
+    spans = [json.loads(line) for path in settings.traces_dir.glob("*.jsonl")
+             for line in path.read_text().splitlines()]  # fmt: skip
+    mine = [span for span in spans if span["context"]["trace_id"].endswith(job.correlation_id)]
+    assert {"inference", "uncertainty"} <= {span["name"] for span in mine}
+    rows = [json.loads(line) for line in settings.drift_store.read_text().splitlines()]
+    assert any(row["correlation_id"] == job.correlation_id for row in rows)
+    wait_for(lambda: settings.audit_log_path.is_file() and "study.exported" in
+             settings.audit_log_path.read_text(), 10, "the export audit entry")  # fmt: skip
+    audit = settings.audit_log_path.read_text()
+    events = [json.loads(line)["event_type"] for line in audit.splitlines()]
+    assert {"study.received", "inference", "study.exported"} <= set(events)
+    assert verify_chain(settings.audit_log_path).ok
+    dataset = pydicom.dcmread(study.files[0], stop_before_pixels=True)
+    for text in (audit, settings.drift_store.read_text(), json.dumps(spans)):
+        assert str(dataset.PatientID) not in text and str(dataset.PatientName) not in text
+        assert job.study_uid not in text
+
+
+@pytest.mark.requirement("SRS-040", "SRS-044")
 def test_orthanc_pushes_a_study_and_gets_results(
     service: Service, pacs: Orthanc, tmp_path: Path
 ) -> None:
@@ -140,6 +166,7 @@ def test_orthanc_pushes_a_study_and_gets_results(
     assert_results_in_pacs(pacs, job, len(study.files), tmp_path)
 
 
+@pytest.mark.requirement("SRS-042")
 def test_eight_concurrent_associations(service: Service, pacs: Orthanc, tmp_path: Path) -> None:
     studies = [make_study(tmp_path / f"s{i}", seed=40 + i) for i in range(8)]
     exe = require_executable("storescu")
@@ -166,6 +193,7 @@ def test_eight_concurrent_associations(service: Service, pacs: Orthanc, tmp_path
         assert sorted(held) == sorted(result_uids(job))  # results only, once each
 
 
+@pytest.mark.requirement("SRS-042")
 def test_corrupt_instance_is_refused_and_the_rest_processed(
     service: Service, pacs: Orthanc, tmp_path: Path
 ) -> None:
@@ -195,6 +223,7 @@ def test_corrupt_instance_is_refused_and_the_rest_processed(
     assert sorted(orthanc_sop_uids(pacs, study.study_instance_uid)) == sorted(result_uids(job))
 
 
+@pytest.mark.requirement("SRS-043", "SRS-044")
 def test_restart_while_exporting_delivers_once(
     pipeline: Pipeline, pacs: Orthanc, tmp_path: Path
 ) -> None:
@@ -217,6 +246,7 @@ def test_restart_while_exporting_delivers_once(
     assert sorted(orthanc_sop_uids(pacs, study.study_instance_uid)) == sorted(result_uids(job))
 
 
+@pytest.mark.requirement("SRS-044")
 def test_dead_letter_then_retry_export(pipeline: Pipeline, tmp_path: Path) -> None:
     study = make_study(tmp_path / "study", seed=35)
     pacs_port = free_port()
@@ -265,6 +295,7 @@ def _wait_echo(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     wait_for(answers, 90, "the service subprocess to answer C-ECHO")
 
 
+@pytest.mark.requirement("SRS-043")
 def test_crash_after_receipt_resumes_once(pacs: Orthanc, tmp_path: Path) -> None:
     study = make_study(tmp_path / "study", seed=36)
     port = free_port()
@@ -297,6 +328,7 @@ def test_crash_after_receipt_resumes_once(pacs: Orthanc, tmp_path: Path) -> None
     assert sorted(orthanc_sop_uids(pacs, study.study_instance_uid)) == sorted(result_uids(job))
 
 
+@pytest.mark.requirement("SRS-043")
 def test_pipeline_failure_is_recorded(service: Service, pacs: Orthanc, tmp_path: Path) -> None:
     """A study the pipeline cannot use (one slice) fails with its reason; nothing exported."""
     study = make_study(tmp_path / "study", seed=37)

@@ -87,11 +87,13 @@ def _dcmtk(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, env=PEER_ENV, timeout=60)
 
 
+@pytest.mark.requirement("SRS-040")
 def test_echoscu_is_answered(start_gateway: Callable[..., Env]) -> None:
     env = start_gateway()
     echoscu("127.0.0.1", env.port, "MINIVESS")
 
 
+@pytest.mark.requirement("SRS-041")
 def test_wrong_called_ae_title_is_rejected(start_gateway: Callable[..., Env]) -> None:
     env = start_gateway()
     done = _dcmtk([require_executable("echoscu"), "-aec", "NOT_US", "127.0.0.1", str(env.port)])
@@ -103,6 +105,7 @@ def test_wrong_called_ae_title_is_rejected(start_gateway: Callable[..., Env]) ->
         assert (rj.result, rj.result_source, rj.diagnostic) == (1, 1, 7)
 
 
+@pytest.mark.requirement("SRS-041")
 def test_allowlist_admits_listed_peers_only(start_gateway: Callable[..., Env]) -> None:
     env = start_gateway(allowlist=[{"ae_title": "MINIVESS_TEST", "ip": "127.0.0.0/8"}])
     echoscu("127.0.0.1", env.port, "MINIVESS", calling_aet="MINIVESS_TEST")
@@ -119,6 +122,7 @@ def test_allowlist_admits_listed_peers_only(start_gateway: Callable[..., Env]) -
         assert assoc.is_rejected and assoc.acceptor.primitive.diagnostic == 3
 
 
+@pytest.mark.requirement("SRS-041")
 def test_association_limit(start_gateway: Callable[..., Env]) -> None:
     env = start_gateway(max_associations=1)
     with association(env.port) as first:
@@ -131,6 +135,7 @@ def test_association_limit(start_gateway: Callable[..., Env]) -> None:
         assert third.is_established
 
 
+@pytest.mark.requirement("SRS-040", "SRS-042")
 def test_storescu_study_is_spooled_and_journaled(
     start_gateway: Callable[..., Env], study: Any, tmp_path: Path
 ) -> None:
@@ -152,6 +157,7 @@ def test_storescu_study_is_spooled_and_journaled(
     assert metric(env.metrics.registry, "minivess_spool_bytes") == held
 
 
+@pytest.mark.requirement("SRS-040")
 def test_compressed_study_is_accepted(start_gateway: Callable[..., Env], tmp_path: Path) -> None:
     env = start_gateway()
     jpeg_ls = make_study(tmp_path / "jls", seed=22, jpeg_ls=True)
@@ -161,6 +167,7 @@ def test_compressed_study_is_accepted(start_gateway: Callable[..., Env], tmp_pat
     assert env.journal.list_jobs()[0].instances == len(jpeg_ls.files)
 
 
+@pytest.mark.requirement("SRS-042")
 def test_duplicate_instance_is_idempotent(start_gateway: Callable[..., Env], study: Any) -> None:
     env = start_gateway()
     ds = pydicom.dcmread(study.files[0])
@@ -174,6 +181,7 @@ def test_duplicate_instance_is_idempotent(start_gateway: Callable[..., Env], stu
     assert metric(registry, "minivess_instances_received_total", interface="dimse") == 1
 
 
+@pytest.mark.requirement("SRS-042")
 def test_disk_watermark_answers_out_of_resources(
     start_gateway: Callable[..., Env], study: Any
 ) -> None:
@@ -189,6 +197,7 @@ def test_disk_watermark_answers_out_of_resources(
 
 
 @pytest.mark.filterwarnings("ignore:Expected explicit VR")
+@pytest.mark.requirement("SRS-040")
 def test_corrupt_instances_get_specific_statuses(
     start_gateway: Callable[..., Env], study: Any, tmp_path: Path
 ) -> None:
@@ -228,6 +237,7 @@ def test_corrupt_instances_get_specific_statuses(
         ("-xr", RLELossless),
     ],
 )
+@pytest.mark.requirement("SRS-040")
 def test_transfer_syntaxes_are_negotiated_and_kept(
     start_gateway: Callable[..., Env], study: Any, tmp_path: Path, flag: str, syntax: str
 ) -> None:
@@ -247,6 +257,7 @@ def test_transfer_syntaxes_are_negotiated_and_kept(
     assert (kept.pixel_array == pydicom.dcmread(study.files[3]).pixel_array).all()
 
 
+@pytest.mark.requirement("SRS-043")
 def test_new_studies_wait_when_too_many_are_pending(
     start_gateway: Callable[..., Env], study: Any, tmp_path: Path
 ) -> None:

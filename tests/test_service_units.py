@@ -71,6 +71,7 @@ def test_bad_settings_are_reported(env: dict[str, str], message: str) -> None:
 # -------------------------------------------------------------------------- journal
 
 
+@pytest.mark.requirement("SRS-043")
 def test_journal_lifecycle_and_resume(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     first = journal.register_instance(STUDY, "1.1", tmp_path / "a", 10, now=100.0)
@@ -102,6 +103,7 @@ def test_journal_lifecycle_and_resume(tmp_path: Path) -> None:
     assert failed is not None and failed.finished_at is not None
 
 
+@pytest.mark.requirement("SRS-044")
 def test_journal_export_scheduling_and_retry(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     job_id = journal.register_instance(STUDY, "1.1", tmp_path / "a", 1).job_id or ""
@@ -120,6 +122,7 @@ def test_journal_export_scheduling_and_retry(tmp_path: Path) -> None:
         journal.retry_export("nope")
 
 
+@pytest.mark.requirement("SRS-044")
 def test_cli_lists_and_retriggers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = settings_for(tmp_path / "var")
     config = tmp_path / "s.json"
@@ -141,6 +144,7 @@ def test_cli_lists_and_retriggers(tmp_path: Path, capsys: pytest.CaptureFixture[
 # ---------------------------------------------------------------------------- spool
 
 
+@pytest.mark.requirement("SRS-042")
 def test_spool_layout_scan_and_hostile_uids(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     path = spool.store(STUDY, "1.2.3.4.5", b"DICM" * 10)
@@ -187,6 +191,7 @@ def test_check_instance_statuses(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- export
 
 
+@pytest.mark.requirement("SRS-044")
 def test_export_backoff_doubles_up_to_its_cap(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "var", export_backoff_s=2, export_max_backoff_s=10)
     exporter = Exporter(
