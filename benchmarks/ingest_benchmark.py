@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -37,7 +38,7 @@ from pydicom.uid import generate_uid
 from map_app.pipeline import Pipeline
 from service.app import Service
 from service.journal import TERMINAL
-from service.settings import load_settings
+from service.settings import ServiceSettings, load_settings
 from synthetic.case import Modality, generate_case
 from synthetic.dicom_series import StudyIdentity, write_series
 
@@ -99,7 +100,7 @@ def storescp(folder: Path, aet: str = "SINK") -> Iterator[int]:
         process.wait(10)
 
 
-def settings(var: Path, **values: object):  # type: ignore[no-untyped-def]
+def settings(var: Path, **values: Any) -> ServiceSettings:
     return load_settings(environ={}, var_dir=var, dicom_port=0, min_free_disk_bytes=0,
                          model_dir=ROOT / "models" / "ensemble", **values)  # fmt: skip
 
