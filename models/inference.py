@@ -154,6 +154,13 @@ def onnx_predictor(loaded: LoadedMember) -> Predictor:
     return predict
 
 
+def member_input(
+    image: np.ndarray, spacing: Spacing, member_spacing: Spacing, normalisation: Normalisation
+) -> np.ndarray:
+    """A member's input: normalised on the native grid, resampled to the member's spacing."""
+    return resample(normalise(image, normalisation), spacing, member_spacing, order=1)
+
+
 def member_probability(
     predict: Predictor,
     image: np.ndarray,
@@ -162,11 +169,15 @@ def member_probability(
     patch: Sequence[int],
     normalisation: Normalisation,
     settings: SlidingWindowSettings,
+    prepared: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One member's vessel probability on the native grid of ``image``."""
-    normalised = normalise(image, normalisation)
-    on_member_grid = resample(normalised, spacing, member_spacing, order=1)
-    probability = sliding_window_probability(predict, on_member_grid, patch, settings)
+    """One member's vessel probability on the native grid of ``image``.
+
+    ``prepared`` is ``member_input(...)`` when the caller already has it.
+    """
+    if prepared is None:
+        prepared = member_input(image, spacing, member_spacing, normalisation)
+    probability = sliding_window_probability(predict, prepared, patch, settings)
     return resample(probability, member_spacing, spacing, shape=image.shape, order=1)
 
 
@@ -179,13 +190,23 @@ def ensemble_probabilities(
 ) -> np.ndarray:
     """Stack of member probabilities, shape (members, z, y, x), float32.
 
-    ``on_member_done(name, seconds)`` is told how long each member took.
+    Members sharing a spacing and normalisation share one prepared input (normalising
+    and resampling a large volume costs seconds). ``on_member_done(name, seconds)`` is
+    told how long each member took.
     """
     settings = settings or SlidingWindowSettings()
     stacked = np.empty((len(ensemble.members), *image.shape), dtype=np.float32)
+    prepared: dict[tuple[Spacing, Normalisation], np.ndarray] = {}
+    keys = [(m.member.input_spacing_mm, m.member.normalisation) for m in ensemble.members]
+    last_use = {key: index for index, key in enumerate(keys)}
     for index, loaded in enumerate(ensemble.members):
         member = loaded.member
         started = time.perf_counter()
+        key = keys[index]
+        if key not in prepared:
+            prepared[key] = member_input(
+                image, spacing, member.input_spacing_mm, member.normalisation
+            )
         stacked[index] = member_probability(
             onnx_predictor(loaded),
             image,
@@ -194,7 +215,10 @@ def ensemble_probabilities(
             member.patch_size,
             member.normalisation,
             settings,
+            prepared=prepared[key],
         )
+        if last_use[key] == index:
+            del prepared[key]  # bounded memory: no member needs this grid any more
         if on_member_done is not None:
             on_member_done(member.name, time.perf_counter() - started)
     return stacked
