@@ -53,7 +53,7 @@ def load_verified_ensemble(model_dir: Path, config: AppConfig) -> LoadedEnsemble
     """The ensemble, every file checked against the manifest, or ``ModelLoadError``."""
     model_dir = resolve_model_dir(model_dir)
     try:
-        return load_ensemble(model_dir, config.providers, config.threads)
+        return load_ensemble(model_dir, config.providers, config.threads, config.bf16)
     except ModelIntegrityError as error:
         raise ModelLoadError(str(error)) from error
     except FileNotFoundError as error:

@@ -163,12 +163,21 @@ def test_every_test_set_read_is_audited(tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.mark.slow
 @pytest.mark.requirement("SRS-020", "SRS-017", "SRS-025")
-def test_shipped_metrics_reproduce_on_the_regenerated_locked_test_split(tmp_path: Path) -> None:
-    """The generator is deterministic across machines and the manifest tells the truth."""
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_shipped_metrics_reproduce_on_the_regenerated_locked_test_split(
+    tmp_path_factory: pytest.TempPathFactory, bf16: bool
+) -> None:
+    """The generator is deterministic across machines and the manifest tells the truth.
+
+    bf16 (the appliance's default on CPUs that have it) must stay within 0.005 Dice of
+    the fp32 figures in the manifest; fp32 within 1e-3 (run-to-run float noise).
+    """
     manifest = read_manifest(SHIPPED)
-    write_split("test", tmp_path / "test")
-    cases = read_split(tmp_path / "test", manifest.data.test_split_sha256)
-    ensemble = load_ensemble(SHIPPED)
+    folder = tmp_path_factory.getbasetemp() / "locked-test-split"
+    if not (folder / "split.json").is_file():
+        write_split("test", folder)
+    cases = read_split(folder, manifest.data.test_split_sha256, purpose="test: metrics reproduce")
+    ensemble = load_ensemble(SHIPPED, bf16=bf16)
     per_modality: dict[str, list[float]] = {}
     for case in cases:
         stack = ensemble_probabilities(
@@ -177,4 +186,7 @@ def test_shipped_metrics_reproduce_on_the_regenerated_locked_test_split(tmp_path
         predicted = fuse(stack, "mean") >= manifest.probability_threshold
         per_modality.setdefault(case.modality.value, []).append(dice(predicted, case.mask))
     for modality, scores in per_modality.items():
-        assert np.mean(scores) == pytest.approx(manifest.ensemble_metrics[modality].dice, abs=1e-3)
+        tolerance = 0.005 if bf16 else 1e-3
+        assert np.mean(scores) == pytest.approx(
+            manifest.ensemble_metrics[modality].dice, abs=tolerance
+        )
