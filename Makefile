@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint unit models data clean
+.PHONY: demo test lint unit models data clean image
 
 demo: ## the main job on the bundled synthetic CT angiography study
 	@scripts/bootstrap.sh python
@@ -44,3 +44,7 @@ compliance: ## IEC 62304 documents, traceability and verification report (Markdo
 serve: ## the appliance service with dev defaults: DICOM MINIVESS@127.0.0.1:11112, state under var/
 	@scripts/bootstrap.sh python
 	@MINIVESS_DEV_MODE=$${MINIVESS_DEV_MODE:-true} $(PY) -m service serve
+
+image: ## the appliance image (podman, offline build from the lock; python -m containers.build)
+	@scripts/bootstrap.sh peers
+	@$(PY) -m containers.build appliance

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Bring a fresh Debian machine (root, Python 3.11) to a working checkout:
 #   scripts/bootstrap.sh python   uv + the locked .venv
-#   scripts/bootstrap.sh peers    + the real DICOM peers the integration tests talk to
+#   scripts/bootstrap.sh peers    + the real DICOM peers the integration tests talk to, and
+#                                 podman/buildah/mmdebstrap for the image tests and `make image`
 # Idempotent: it installs only what is missing, so `make demo` / `make test` can call it
 # every time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION="0.13.9"
-APT_PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb prometheus)
+APT_PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb prometheus
+    podman buildah skopeo runc mmdebstrap containernetworking-plugins)
 
 need_python() {
     if ! command -v uv >/dev/null 2>&1 || [[ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]]; then
@@ -31,6 +33,7 @@ need_peers() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
+    scripts/setup_podman.sh
 }
 
 case "${1:-python}" in

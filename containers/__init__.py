@@ -1,0 +1,1 @@
+"""Building the appliance and builder images offline with podman (see ``containers.build``)."""
