@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint unit models data clean image
+.PHONY: demo test lint models data clean image
 
 demo: ## the main job on the bundled synthetic CT angiography study
 	@scripts/bootstrap.sh python
@@ -41,7 +41,7 @@ compliance: ## IEC 62304 documents, traceability and verification report (Markdo
 	@$(PY) -m compliance.gen render --out var/compliance --junit $(or $(JUNIT),var/compliance/junit.xml)
 
 .PHONY: serve
-serve: ## the appliance service with dev defaults: DICOM MINIVESS@127.0.0.1:11112, state under var/
+serve: ## the appliance service, dev defaults: DICOM MINIVESS@127.0.0.1:11112, HTTP 127.0.0.1:3000 (no auth), state in var/
 	@scripts/bootstrap.sh python
 	@MINIVESS_DEV_MODE=$${MINIVESS_DEV_MODE:-true} $(PY) -m service serve
 

@@ -1,6 +1,6 @@
 """``python -m service``: run the appliance service and look after its jobs.
 
-    python -m service [--config FILE] serve               gateway + worker + exporter
+    python -m service [--config FILE] serve               gateway + worker + exporter + HTTP
     python -m service [--config FILE] jobs [--state S]... list jobs (newest first)
     python -m service [--config FILE] show JOB_ID         one job as JSON
     python -m service [--config FILE] retry-export JOB_ID re-send a dead-lettered job
@@ -60,17 +60,22 @@ def serve(settings: ServiceSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        service = Service(settings)
+        service = Service(settings, http=True)
         service.start()
     except PipelineError as error:  # e.g. a model file that fails its SHA-256 check
         log.error("cannot start: %s", error.message)
         return error.exit_code
-    except OSError as error:  # e.g. the DICOM port is taken
+    except (OSError, RuntimeError) as error:  # e.g. the DICOM or HTTP port is taken
         log.error("cannot start: %s", error)
         return 1
-    mode = " (dev mode)" if settings.dev_mode else ""
-    log.info("service ready%s: DICOM %s@%s:%d, var %s", mode, settings.ae_title,
-             settings.dicom_host, service.gateway.port, settings.var_dir)  # fmt: skip
+    mode = " (dev mode: no API auth)" if settings.dev_mode else ""
+    http_port = service.http.port if service.http is not None else settings.http_port
+    log.info("service ready%s: DICOM %s@%s:%d, HTTP http://%s:%d, var %s", mode,
+             settings.ae_title, settings.dicom_host, service.gateway.port, settings.http_host,
+             http_port, settings.var_dir)  # fmt: skip
+    if not settings.dev_mode and settings.api_token is None:
+        log.warning("no api_token configured: the HTTP API (/v1, /dicomweb) refuses all "
+                    "requests (403); set MINIVESS_API_TOKEN")  # fmt: skip
     # Wait on an event, never inside a blocking pynetdicom server (SIGTERM deadlock).
     while not stop.wait(1.0):
         pass

@@ -1,8 +1,9 @@
 """The appliance service: gateway, grouping, worker and exporter around one warm pipeline.
 
 ``Service(settings).start()`` reconciles the spool with the journal, resumes every
-unfinished job, then starts the threads; ``stop()`` ends them in reverse order (no new
-instances first). Tests run it in-process; ``python -m service serve`` runs it until
+unfinished job, then starts the threads (and, with ``http=True``, the HTTP sidecar of
+``service.http`` last); ``stop()`` ends them in reverse order (no new instances first).
+Tests run it in-process; ``python -m service serve`` runs it, HTTP included, until
 SIGTERM/SIGINT.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from compliance.audit import AuditLog
 from service.export import Exporter
@@ -23,6 +25,9 @@ from service.records import StudyRecords, site_audit_log
 from service.settings import ServiceSettings
 from service.spool import Spool
 from service.worker import Runner, Worker
+
+if TYPE_CHECKING:
+    from service.http.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,7 @@ class Service:
         settings: ServiceSettings,
         pipeline: Runner | None = None,
         metrics: ApplianceMetrics | None = None,
+        http: bool = False,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or ApplianceMetrics()
@@ -68,6 +74,9 @@ class Service:
         self.grouper = Grouper(self.journal, self.metrics, settings.quiet_period_s,
                                on_queued=self.worker.notify, records=self.records)  # fmt: skip
         self._started = False
+        # HTTP sidecar hook (service/http): on for `serve`, off by default in-process.
+        self._http_wanted = http
+        self.http: HttpServer | None = None
 
     def reconcile(self) -> int:
         """Register spooled files the journal does not know (a crash between fsync and
@@ -97,9 +106,21 @@ class Service:
         self.grouper.start()
         self.gateway.start()
         self._started = True
+        if self._http_wanted:  # HTTP sidecar hook: last up (it reports readiness)
+            from service.http.server import HttpServer as Sidecar  # bentoml: only when wanted
+
+            self.http = Sidecar(self)
+            try:
+                self.http.start()
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         """Stop accepting, then let the worker finish its run and the exporter its send."""
+        if self.http is not None:  # HTTP sidecar hook: first down (no new uploads)
+            self.http.stop()
+            self.http = None
         if self._started:
             self.gateway.stop()
             self.grouper.stop()

@@ -9,11 +9,14 @@ with the same Storage Service statuses (PS3.4 B.2.3; STOW-RS reuses them, PS3.18
 | 0x0000 | stored / duplicate | on disk (fsynced); a known SOP Instance UID is not stored twice |
 | 0x0122 | sop-class-not-supported | not a CT/MR image storage SOP class (HTTP only) |
 | 0xA700 | disk-full | free disk under ``min_free_disk_bytes``; nothing written |
+| 0xA700 | too-large | over ``max_instance_bytes`` as received or once inflated (deflate bomb) |
 | 0xA701 | write-failed | the spool could not be written |
 | 0xA702 | too-many-studies | ``max_pending_jobs`` unfinished studies; new studies wait |
 | 0xA900 | sop-class-mismatch, sop-instance-mismatch | command and data set UIDs differ |
 | 0xA900 | invalid-uid | SOP Instance, Study or Series UID missing or malformed |
 | 0xA900 | no-pixel-data, pixel-data-truncated, pixel-data-corrupt | image without (whole) pixels |
+| 0xA900 | pixel-module-invalid | Rows, Columns, Bits Allocated/Stored missing or absurd |
+| 0xA900 | pixel-module-mismatch | native Pixel Data longer than the Image Pixel module says |
 | 0xC210 | undecodable | the data set cannot be parsed |
 """
 
@@ -21,12 +24,15 @@ from __future__ import annotations
 
 import io
 import logging
+import zlib
 from dataclasses import dataclass
 
 import pydicom
 from prometheus_client import Counter
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
@@ -73,11 +79,42 @@ def _refuse(status: int, reason: str, comment: str) -> IngestResult:
     return IngestResult(status, reason, comment[:64])
 
 
+BITS_ALLOCATED = frozenset({1, 8, 16, 32, 64})  # PS3.5 8.1.1 (64: float pixel data)
+_INFLATE_STEP = 1 << 20
+
+
+def _pixel_module(ds: Dataset) -> tuple[int, int] | IngestResult:
+    """(Bits Allocated, samples in all frames) of the Image Pixel module, or the refusal.
+
+    Values are only multiplied, never allocated: Rows/Columns claiming gigabytes cost
+    nothing here and are refused below as truncated.
+    """
+    try:
+        bits = int(ds.BitsAllocated)
+        stored = int(ds.get("BitsStored", bits))
+        sizes = [int(ds.Rows), int(ds.Columns), int(ds.get("SamplesPerPixel", 1))]
+        sizes.append(int(ds.get("NumberOfFrames", 1) or 1))
+    except (AttributeError, TypeError, ValueError):  # absent, multi-valued, wrong VR
+        return _refuse(DATASET_MISMATCH, "pixel-module-invalid", "Image Pixel module incomplete")
+    if bits not in BITS_ALLOCATED or not 1 <= stored <= bits:
+        return _refuse(DATASET_MISMATCH, "pixel-module-invalid",
+                       f"BitsAllocated {bits} / BitsStored {stored} invalid")  # fmt: skip
+    if min(sizes) < 1:
+        return _refuse(DATASET_MISMATCH, "pixel-module-invalid", "Rows/Columns/Frames below 1")
+    return bits, sizes[0] * sizes[1] * sizes[2] * sizes[3]
+
+
 def _pixel_problem(ds: Dataset) -> IngestResult | None:
-    """Truncated native pixel data or broken encapsulation (PS3.5 8.2, A.4)."""
+    """Pixel data the pipeline cannot use: missing, empty, truncated, inconsistent with
+    the Image Pixel module, or broken encapsulation (PS3.5 8.1.1, 8.2, A.4)."""
     if "PixelData" not in ds:
         return _refuse(DATASET_MISMATCH, "no-pixel-data", "Image has no Pixel Data")
+    module = _pixel_module(ds)
+    if isinstance(module, IngestResult):
+        return module
     value = ds.PixelData or b""
+    if not value:
+        return _refuse(DATASET_MISMATCH, "no-pixel-data", "Pixel Data is empty")
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         try:
             if not any(True for _ in generate_fragments(value)):
@@ -85,27 +122,53 @@ def _pixel_problem(ds: Dataset) -> IngestResult | None:
         except (ValueError, TypeError):
             return _refuse(DATASET_MISMATCH, "pixel-data-corrupt", "Encapsulated Pixel Data broken")
         return None
-    try:
-        bits = int(ds.BitsAllocated)
-        count = (
-            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-            * int(ds.get("NumberOfFrames", 1) or 1)
-        )  # fmt: skip
-    except (AttributeError, TypeError, ValueError):
-        return _refuse(DATASET_MISMATCH, "pixel-data-truncated", "Image Pixel module incomplete")
+    bits, count = module
     expected = (count * bits + 7) // 8
     if len(value) < expected:
         return _refuse(
             DATASET_MISMATCH, "pixel-data-truncated",
             f"Pixel Data has {len(value)} of {expected} bytes",
         )  # fmt: skip
+    if len(value) > expected + 1:  # one pad byte to an even length (PS3.5 7.1.1)
+        return _refuse(
+            DATASET_MISMATCH, "pixel-module-mismatch",
+            f"Pixel Data has {len(value)} bytes, Image Pixel module {expected}",
+        )  # fmt: skip
+    return None
+
+
+def _too_large(data: bytes, limit: int) -> IngestResult | None:
+    """Refuse data over ``limit`` bytes, also once inflated: pydicom inflates a Deflated
+    Explicit VR Little Endian data set whole, and 1 MB of deflate can hold 1 GB."""
+    if len(data) > limit:
+        return _refuse(OUT_OF_RESOURCES, "too-large", f"Data set over {limit} bytes")
+    stream = io.BytesIO(data)
+    try:
+        read_preamble(stream, False)
+        meta = read_dataset(stream, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+        if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+            return None
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        pending, inflated = data[stream.tell() :], 0
+        while pending and inflated <= limit:  # count in 1 MiB steps, keep nothing
+            inflated += len(inflater.decompress(pending, _INFLATE_STEP))
+            pending = inflater.unconsumed_tail
+    except Exception:  # not ours to judge: the full parse names the problem
+        return None
+    if inflated > limit:
+        return _refuse(OUT_OF_RESOURCES, "too-large", f"Inflated data set over {limit} bytes")
     return None
 
 
 def check_instance(
-    data: bytes, sop_class_uid: str | None = None, sop_instance_uid: str | None = None
+    data: bytes,
+    sop_class_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[Dataset | None, IngestResult | None]:
     """Parse and check one Part 10 instance: (dataset, None) or (None, refusal)."""
+    if max_bytes is not None and (refusal := _too_large(data, max_bytes)) is not None:
+        return None, refusal
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         # pydicom reads leniently: garbage often parses into elements we cannot use.
@@ -180,7 +243,8 @@ class Ingest:
     def _accept(
         self, data: bytes, interface: str, sop_class: str | None, sop_instance: str | None
     ) -> IngestResult:
-        ds, refusal = check_instance(data, sop_class, sop_instance)
+        ds, refusal = check_instance(data, sop_class, sop_instance,
+                                     self.settings.max_instance_bytes)  # fmt: skip
         if refusal is not None or ds is None:
             return refusal or _refuse(CANNOT_UNDERSTAND, "undecodable", "Unreadable")
         study, sop = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)

@@ -75,6 +75,11 @@ class ExportDestination(BaseModel):
     host: str
     port: int = Field(ge=1, le=65535)
     ae_title: str
+    tls: bool = Field(
+        default=False,
+        description="C-STORE over TLS: the destination's certificate is checked against "
+        "dicom_tls_ca and host; dicom_tls_cert/key are presented as our client certificate",
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -106,8 +111,29 @@ class ServiceSettings(BaseModel):
         default_factory=list,
         description="when not empty, only these calling AE title + address pairs may associate",
     )
+    dicom_tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the DICOM port; with dicom_tls_key the port "
+        "speaks DICOM over TLS only (PS3.15 B.1, BCP 195: TLS 1.2 or newer)",
+    )
+    dicom_tls_key: Path | None = Field(default=None, description="PEM key of dicom_tls_cert")
+    dicom_tls_ca: Path | None = Field(
+        default=None,
+        description="PEM CA certificates that verify DICOM peers: senders' client certificates "
+        "and the server certificates of TLS export destinations (default: the system CAs)",
+    )
+    dicom_tls_require_client_cert: bool = Field(
+        default=False,
+        description="refuse TLS senders without a client certificate signed by dicom_tls_ca",
+    )
     min_free_disk_bytes: int = Field(
         default=2 * 2**30, ge=0, description="below this much free disk C-STORE answers 0xA700"
+    )
+    max_instance_bytes: int = Field(
+        default=2**30,
+        ge=1,
+        description="largest data set accepted, as received and once inflated (Deflated "
+        "Explicit VR Little Endian); a larger one answers 0xA700",
     )
     max_pending_jobs: int = Field(
         default=100, ge=1, description="unfinished studies before new studies are refused (0xA702)"

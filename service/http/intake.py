@@ -1,0 +1,127 @@
+"""Storing uploaded instances: every HTTP upload goes through ``Ingest.accept``.
+
+The same checks, spool (fsync before success), journal and metrics as the DICOM gateway
+(``interface="http"``), so an instance stored over HTTP joins its study's open job
+exactly as one received by C-STORE would; the status codes are the Storage Service ones
+(PS3.4 B.2.3) that STOW-RS reuses as Failure Reasons (PS3.18 Annex I.2.2).
+Blocking work (parsing, fsync, SQLite) runs in the thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+import pydicom
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from service.ingest import DATASET_MISMATCH, IngestResult
+from service.journal import UNFINISHED
+from service.spool import is_uid
+
+if TYPE_CHECKING:
+    from service.app import Service
+
+INTERFACE = "http"
+
+
+def appliance(request: Request) -> Service:
+    """The appliance Service behind the app that serves ``request``."""
+    return cast("Service", request.app.state.appliance)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one uploaded file or part (``name`` as the client named it)."""
+
+    name: str
+    result: IngestResult
+    sop_class_uid: str | None = None
+    sop_instance_uid: str | None = None
+    study_uid: str | None = None
+    job_id: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.result.ok
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "file": self.name,
+            "stored": self.stored,
+            "status": f"0x{self.result.status:04X}",
+            "reason": self.result.reason,
+            "detail": self.result.comment or None,
+            "sop_instance_uid": self.sop_instance_uid,
+            "job_id": self.job_id,
+        }
+
+
+def peek(data: bytes) -> tuple[str | None, str | None, str | None]:
+    """(SOP Class, SOP Instance, Study Instance) UIDs when readable and well-formed."""
+    try:
+        ds = pydicom.dcmread(
+            io.BytesIO(data),
+            stop_before_pixels=True,
+            specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"],
+        )
+        uids = [
+            str(ds.get(key, "") or "")
+            for key in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")
+        ]
+    except Exception:  # garbage: Ingest will say exactly why
+        return None, None, None
+    sop_class, sop_instance, study = (uid if is_uid(uid) else None for uid in uids)
+    return sop_class, sop_instance, study
+
+
+def _open_job(service: Service, study_uid: str) -> str | None:
+    """The study's newest unfinished job (where a duplicate instance already is)."""
+    jobs = [job for job in service.journal.list_jobs(UNFINISHED) if job.study_uid == study_uid]
+    return jobs[0].job_id if jobs else None
+
+
+def _store(service: Service, data: bytes, name: str, target_study: str | None) -> Outcome:
+    sop_class, sop_instance, study = peek(data)
+    if target_study is not None and study is not None and study != target_study:
+        # PS3.18 10.5: an instance outside the target study is not stored.
+        service.metrics.instances_rejected.labels(INTERFACE, "study-mismatch").inc()
+        refused = IngestResult(
+            DATASET_MISMATCH, "study-mismatch", "Study Instance UID differs from the target study"
+        )
+        return Outcome(name, refused, sop_class, sop_instance, study)
+    result = service.ingest.accept(data, interface=INTERFACE)
+    job_id = result.job_id
+    if result.ok and job_id is None and result.study_uid:
+        job_id = _open_job(service, result.study_uid)
+    return Outcome(
+        name, result, sop_class, result.sop_uid or sop_instance, result.study_uid or study, job_id
+    )
+
+
+async def store(
+    service: Service, data: bytes, name: str, target_study: str | None = None
+) -> Outcome:
+    """Check, spool and journal one Part 10 instance; never raises for bad input."""
+    return await run_in_threadpool(_store, service, data, name, target_study)
+
+
+def jobs_of(outcomes: list[Outcome]) -> dict[str, str]:
+    """Job id -> Study Instance UID of the stored outcomes, in upload order."""
+    found: dict[str, str] = {}
+    for outcome in outcomes:
+        if outcome.stored and outcome.job_id and outcome.study_uid:
+            found.setdefault(outcome.job_id, outcome.study_uid)
+    return found
+
+
+TEMPORARY = ("disk-full", "write-failed", "too-many-studies")  # Ingest's 0xA7xx reasons
+
+
+def out_of_resources(outcomes: list[Outcome]) -> bool:
+    """Every refusal is a temporary 0xA7xx (disk, spool, too many studies): a retry later
+    may succeed (an instance too large to take is 0xA700 too, but never will)."""
+    refused = [o for o in outcomes if not o.stored]
+    return bool(refused) and all(o.result.reason in TEMPORARY for o in refused)
