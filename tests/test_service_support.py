@@ -56,6 +56,7 @@ def settings_for(var_dir: Path, **overrides: Any) -> ServiceSettings:
     values: dict[str, Any] = {
         "var_dir": var_dir,
         "dicom_port": 0,
+        "http_port": 0,
         "quiet_period_s": 0.6,
         "min_free_disk_bytes": 0,
         "export_backoff_s": 0.2,
