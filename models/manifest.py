@@ -102,12 +102,12 @@ class DataLockout(_Strict):
 class Calibration(_Strict):
     """Study-level uncertainty score and its out-of-distribution threshold.
 
-    ``score`` is the mean voxel mutual information (epistemic uncertainty) over voxels the
-    ensemble considers foreground-or-uncertain; the threshold is set on the validation
-    split so that in-distribution studies fall below it.
+    ``score`` is the members' disagreement on the vessel mask, 1 - mean pairwise Dice
+    (``models.uncertainty.study_uncertainty_score``); the threshold is set on the
+    validation split so that in-distribution studies fall below it.
     """
 
-    score: Literal["mean_mutual_information"] = "mean_mutual_information"
+    score: Literal["member_disagreement"] = "member_disagreement"
     ood_threshold: float = Field(gt=0.0)
     validation_scores: dict[str, float]
     rule: str

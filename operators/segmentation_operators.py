@@ -47,7 +47,9 @@ def segmentation_result(
         predictive_entropy=maps.predictive_entropy,
         expected_entropy=maps.expected_entropy,
         mutual_information=maps.mutual_information,
-        uncertainty_score=study_uncertainty_score(maps),
+        uncertainty_score=study_uncertainty_score(
+            member_probabilities, manifest.probability_threshold
+        ),
         ood_threshold=manifest.calibration.ood_threshold,
         model_name=manifest.name,
         model_version=manifest.version,

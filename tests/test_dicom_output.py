@@ -330,10 +330,10 @@ def test_measurement_report_holds_volume_uncertainty_and_review_flag(
     expected_ml = int(result.mask.sum()) * dz * dy * dx / 1000.0
     assert expected_ml > 0
     assert float(measured.NumericValue) == pytest.approx(expected_ml, rel=1e-6)
-    (score_item,) = items_named(sr, ("MI_MEAN", "99MINIVESS"))
+    (score_item,) = items_named(sr, ("DISAGREE", "99MINIVESS"))
     score = score_item.MeasuredValueSequence[0]
     assert float(score.NumericValue) == pytest.approx(result.uncertainty_score, rel=1e-6)
-    assert code_of(score.MeasurementUnitsCodeSequence[0]) == ("{nats}", "UCUM")
+    assert code_of(score.MeasurementUnitsCodeSequence[0]) == ("1", "UCUM")
     (flag,) = items_named(sr, ("REVIEW", "99MINIVESS"))
     answer = code_of(flag.ConceptCodeSequence[0])
     assert answer == (("373066001", "SCT") if ood else ("373067005", "SCT"))

@@ -69,8 +69,14 @@ def test_agreeing_members_have_no_epistemic_uncertainty() -> None:
     agreeing = np.repeat(np.random.default_rng(4).random((1, 5, 5, 5)), 3, axis=0)
     disagreeing = np.stack([np.full((5, 5, 5), v, np.float32) for v in (0.05, 0.5, 0.95)])
     assert voxel_uncertainty(agreeing.astype(np.float32)).mutual_information.max() < 1e-5
-    score = study_uncertainty_score(voxel_uncertainty(disagreeing))
-    assert score > 0.2
+    # masks: empty, full, full -> pair Dices 0, 0, 1 -> disagreement 2/3
+    assert study_uncertainty_score(disagreeing) == pytest.approx(2 / 3)
+    assert study_uncertainty_score(agreeing.astype(np.float32)) == pytest.approx(0.0)
+    halves = np.zeros((2, 4, 4, 4), np.float32)
+    halves[0, :2], halves[1, 2:] = 1.0, 1.0  # disjoint masks
+    assert study_uncertainty_score(halves) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="members >= 2"):
+        study_uncertainty_score(halves[:1])
 
 
 def test_fusion_methods() -> None:

@@ -57,14 +57,13 @@ def live_rows() -> dict[tuple[str, int], FeatureRow]:
     for modality in ("CT", "MR"):
         for seed in (*BASELINE_SEEDS, *CURRENT_SEEDS):
             case = generate_case(seed, modality)
-            maps = voxel_uncertainty(
-                ensemble_probabilities(ensemble, case.image, case.geometry.spacing)
-            )
+            members = ensemble_probabilities(ensemble, case.image, case.geometry.spacing)
+            maps = voxel_uncertainty(members)
             features = study_features(
                 case.image,
                 case.geometry.spacing,
                 maps.mean_probability,
-                study_uncertainty_score(maps),
+                study_uncertainty_score(members),
             )
             rows[modality, seed] = feature_row(
                 uuid.uuid4().hex, f"2.25.{seed}", features, modality, "1.0.0"

@@ -43,9 +43,9 @@ from synthetic.splits import LoadedCase, SplitIndex, read_split, read_split_inde
 log = logging.getLogger(__name__)
 EVALUATION = SlidingWindowSettings(overlap=0.25, batch_size=2)
 # Validation studies are in distribution by construction; the margin keeps the false
-# alarm rate on them at zero while real distribution shifts (other anatomy, modality,
-# noise) score several times higher.
-OOD_MARGIN = 1.5
+# alarm rate on them at zero while inputs unlike the training data (noise, inverted
+# contrast, heavy noise) score well above it (tests/test_ood.py).
+OOD_MARGIN = 1.25
 
 
 def ensure_split(data_dir: Path, split: str, seeds: tuple[int, int]) -> SplitIndex:
@@ -209,7 +209,7 @@ def build(
     reference_studies = []
     for prediction in val_predictions:
         maps = voxel_uncertainty(prediction.members)
-        score = study_uncertainty_score(maps)
+        score = study_uncertainty_score(prediction.members)
         val_scores[prediction.case.name] = round(score, 6)
         profile_rows.append(
             study_features(

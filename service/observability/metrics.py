@@ -70,8 +70,9 @@ class ApplianceMetrics:
         )
         self.uncertainty_score = Histogram(
             "minivess_study_uncertainty_score",
-            "Study-level uncertainty score (mean mutual information, nats).",
-            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7),
+            "Study-level uncertainty score: ensemble disagreement on the mask "
+            "(1 - mean pairwise Dice of the members, 0..1).",
+            buckets=(0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0),
             registry=r,
         )
         self.ood_flags = Counter(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import highdicom as hd
 
 from operators.dicom_output.common import OutputKind, OutputSettings, derived_uid
-from operators.dicom_output.pm.enum import NATS
 from operators.dicom_output.seg.enum import (
     ANATOMICAL_STRUCTURE,
     BLOOD_VESSEL,
@@ -19,9 +18,10 @@ from operators.dicom_output.seg.enum import (
 )
 from operators.dicom_output.sr.enum import (
     DEVICE_OBSERVER,
-    MEAN_MUTUAL_INFORMATION,
+    MEMBER_DISAGREEMENT,
     MILLILITER,
     NO,
+    NO_UNITS,
     OOD_THRESHOLD,
     REVIEW_REQUIRED,
     TRACKING_LABEL,
@@ -76,8 +76,9 @@ def vessel_measurement_group(
     """TID 1411 group for the vessel segment of ``segmentation``.
 
     Measurements: vessel volume (mL) from the binary mask and the voxel spacing, the study
-    uncertainty score (mean mutual information, nats) and the threshold it was compared
-    with. Evaluation: "review required" yes/no, the out-of-distribution flag.
+    uncertainty score (the members' disagreement on the mask, 1 - mean pairwise Dice,
+    no units) and the threshold it was compared with. Evaluation: "review required"
+    yes/no, the out-of-distribution flag.
     """
     algorithm = algorithm_identification(result)
     measurements = [
@@ -88,12 +89,12 @@ def vessel_measurement_group(
             algorithm_id=algorithm,
         ),
         hd.sr.Measurement(
-            name=MEAN_MUTUAL_INFORMATION,
+            name=MEMBER_DISAGREEMENT,
             value=float(result.uncertainty_score),
-            unit=NATS,
+            unit=NO_UNITS,
             algorithm_id=algorithm,
         ),
-        hd.sr.Measurement(name=OOD_THRESHOLD, value=float(result.ood_threshold), unit=NATS),
+        hd.sr.Measurement(name=OOD_THRESHOLD, value=float(result.ood_threshold), unit=NO_UNITS),
     ]
     segment = hd.sr.ReferencedSegment(
         sop_class_uid=segmentation.SOPClassUID,

@@ -22,8 +22,10 @@ MILLILITER = Code("mL", "UCUM", "milliliter")
 YES = Code("373066001", "SCT", "Yes")
 NO = Code("373067005", "SCT", "No")
 
-MEAN_MUTUAL_INFORMATION = Code(
-    "MI_MEAN", PRIVATE_CODING_SCHEME, "Mean mutual information (study uncertainty score)"
+# UCUM "1": a dimensionless ratio.
+NO_UNITS = Code("1", "UCUM", "no units")
+MEMBER_DISAGREEMENT = Code(
+    "DISAGREE", PRIVATE_CODING_SCHEME, "Ensemble disagreement (study uncertainty score)"
 )
 OOD_THRESHOLD = Code("OOD_THR", PRIVATE_CODING_SCHEME, "Out-of-distribution threshold")
 REVIEW_REQUIRED = Code(
