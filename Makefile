@@ -48,3 +48,17 @@ serve: ## the appliance service, dev defaults: DICOM MINIVESS@127.0.0.1:11112, H
 image: ## the appliance image (podman, offline build from the lock; python -m containers.build)
 	@scripts/bootstrap.sh peers
 	@$(PY) -m containers.build appliance
+
+.PHONY: bundle
+RELEASE_KEY ?= var/bundle/keys/dev-release.key
+bundle: ## the signed offline bundle into var/bundle (RELEASE_KEY=..., RELEASE=N, COMPLIANCE=dir)
+	@scripts/bootstrap.sh peers
+	@if [[ ! -f "$(RELEASE_KEY)" ]]; then \
+		if [[ "$(RELEASE_KEY)" != var/bundle/keys/dev-release.key ]]; then \
+			echo "bundle: no release key at $(RELEASE_KEY)" >&2; exit 2; fi; \
+		echo "bundle: no RELEASE_KEY: signing with a new DEVELOPMENT key in var/bundle/keys/" \
+			"(never pin it at a site)" >&2; \
+		$(PY) -m bundle keygen --private-key $(RELEASE_KEY) \
+			--public-key var/bundle/keys/dev-release.pub; fi
+	@$(PY) -m bundle build --signing-key $(RELEASE_KEY) $(if $(RELEASE),--release $(RELEASE)) \
+		$(if $(COMPLIANCE),--compliance $(COMPLIANCE))

@@ -1,0 +1,4 @@
+"""The signed offline release bundle: build (``python -m bundle build``), verify, keys.
+
+See ``bundle/README.md`` and ``bundle/build.py`` for the layout.
+"""
