@@ -11,11 +11,15 @@ after ``export_retries`` retries the job goes to ``dead_letter`` (journal, log a
 ``minivess_exports_total{outcome="dead_lettered"}``) until ``python -m service
 retry-export JOB_ID`` puts it back. Re-sending is idempotent: the files and their SOP
 Instance UIDs are the same every time, so a destination keeps one copy.
+
+A destination with ``tls: true`` is reached over TLS (:func:`service.tls.client_context`:
+its certificate must verify against ``dicom_tls_ca`` and its host name).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -30,6 +34,7 @@ from service.observability.metrics import ApplianceMetrics
 from service.records import StudyRecords
 from service.settings import ExportDestination, ServiceSettings
 from service.spool import Spool
+from service.tls import client_context
 from service.worker import release_spool
 
 log = logging.getLogger(__name__)
@@ -42,9 +47,18 @@ class ExportError(Exception):
 
 
 def store_files(
-    destination: ExportDestination, files: list[Path], calling_ae: str, timeout: float
+    destination: ExportDestination,
+    files: list[Path],
+    calling_ae: str,
+    timeout: float,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """C-STORE every file to ``destination`` on one association, or raise ExportError."""
+    """C-STORE every file to ``destination`` on one association, or raise ExportError.
+
+    ``tls`` is required for a destination marked ``tls`` (never falls back to plain TCP).
+    """
+    if destination.tls and tls is None:
+        raise ExportError("destination requires TLS but no TLS context was given")
     datasets = [pydicom.dcmread(path) for path in files]
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
@@ -60,6 +74,7 @@ def store_files(
         destination.port,
         ae_title=destination.ae_title,
         evt_handlers=[(evt.EVT_CONN_OPEN, on_conn_open)],
+        tls_args=(tls, destination.host) if destination.tls and tls is not None else None,
     )
     if not assoc.is_established:
         state = "rejected" if assoc.is_rejected else "aborted or unreachable"
@@ -97,6 +112,9 @@ class Exporter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="minivess-export", daemon=True)
+        # Built once, at start-up: a bad certificate or CA file stops the service early.
+        needs_tls = any(d.tls for d in settings.export_destinations)
+        self._tls = client_context(settings) if needs_tls else None
 
     def start(self) -> None:
         if not self.settings.export_destinations:
@@ -146,7 +164,7 @@ class Exporter:
             started = time.perf_counter()
             try:
                 store_files(destination, files, self.settings.ae_title,
-                            self.settings.export_timeout_s)  # fmt: skip
+                            self.settings.export_timeout_s, self._tls)  # fmt: skip
             except (ExportError, OSError) as error:
                 errors.append(f"{destination.name}: {error}")
                 continue

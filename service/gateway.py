@@ -19,12 +19,16 @@ that pydicom can decode here (the pipeline must read the pixels).
 
 C-STORE handling is in :class:`service.ingest.Ingest`; the success status goes back
 only after the instance is fsynced into the spool (PS3.4 B.2.3).
+
+With ``dicom_tls_cert``/``dicom_tls_key`` the port speaks DICOM over TLS only
+(:mod:`service.tls`); the AE title and allowlist checks apply on top.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import threading
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
@@ -57,6 +61,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from service.ingest import IMAGE_STORAGE_SOP_CLASSES, Ingest
 from service.settings import ServiceSettings
+from service.tls import TlsServer, server_context
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +138,7 @@ class Gateway:
         for sop_class in IMAGE_STORAGE_SOP_CLASSES:
             self.ae.add_supported_context(sop_class, syntaxes)
         self._server: ThreadedAssociationServer | None = None
+        self._ssl_context = server_context(settings)  # bad TLS files fail here, at start-up
 
     @property
     def port(self) -> int:
@@ -148,14 +154,21 @@ class Gateway:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        self._server = self.ae.start_server(
+        # As AE.start_server(block=False) does, but with our server class under TLS.
+        server = self.ae.make_server(
             (self.settings.dicom_host, self.settings.dicom_port),
-            block=False,
+            ssl_context=self._ssl_context,
             evt_handlers=handlers,
+            server_class=TlsServer if self._ssl_context else ThreadedAssociationServer,
         )
+        self.ae._servers.append(server)  # AE.shutdown() and server.shutdown() expect it there
+        threading.Thread(target=server.serve_forever, name="minivess-dicom-accept",
+                         daemon=True).start()  # fmt: skip
+        self._server = server
         log.info(
-            "DICOM gateway %s listening on %s:%d",
+            "DICOM gateway %s listening on %s:%d%s",
             self.settings.ae_title, self.settings.dicom_host, self.port,
+            " (TLS only)" if self._ssl_context else "",
         )  # fmt: skip
 
     def stop(self) -> None:

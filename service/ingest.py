@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import zlib
 from dataclasses import dataclass
 
@@ -209,6 +210,7 @@ class Ingest:
         self.spool = spool
         self.journal = journal
         self.metrics = metrics
+        self._admission = threading.Lock()
         # TODO(metrics owner): move into ApplianceMetrics.
         self.duplicates = Counter(
             "minivess_instances_duplicate_total",
@@ -253,11 +255,19 @@ class Ingest:
             return IngestResult(SUCCESS, "duplicate", "", study, sop)
         if self.spool.free_bytes() - len(data) < self.settings.min_free_disk_bytes:
             return _refuse(OUT_OF_RESOURCES, "disk-full", "Spool disk under its free watermark")
-        if (
-            not self.journal.has_open_job(study)
-            and self.journal.count_unfinished() >= self.settings.max_pending_jobs
-        ):
-            return _refuse(TOO_MANY_STUDIES, "too-many-studies", "Too many studies pending")
+        if self.journal.has_open_job(study):  # a study being received is never cut short
+            return self._store(data, study, sop, interface)
+        # A new study is admitted under a lock: unlocked, concurrent associations all passed
+        # the count before any registered its job (soak: 8 unfinished with a limit of 4).
+        with self._admission:
+            if (
+                not self.journal.has_open_job(study)
+                and self.journal.count_unfinished() >= self.settings.max_pending_jobs
+            ):
+                return _refuse(TOO_MANY_STUDIES, "too-many-studies", "Too many studies pending")
+            return self._store(data, study, sop, interface)
+
+    def _store(self, data: bytes, study: str, sop: str, interface: str) -> IngestResult:
         try:
             path = self.spool.store(study, sop, data)
         except OSError as error:

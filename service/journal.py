@@ -320,11 +320,21 @@ class Journal:
             finished_at=None, error=None, error_reason=None,
         )  # fmt: skip
 
-    def resume(self) -> list[Job]:
-        """After a restart: interrupted runs go back to ``queued``; all unfinished jobs."""
+    def resume(self, now: float | None = None) -> list[Job]:
+        """After a restart: interrupted runs go back to ``queued``; all unfinished jobs.
+
+        Studies still ``received`` restart their quiet period: while we were down a sender
+        could not reach us, so the silence says nothing about the study being complete
+        (queuing it now would give a partial study, and the re-sent rest a second job).
+        """
+        now = time.time() if now is None else now
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET state='queued', updated_at=? WHERE state='processing'",
-                (time.time(),),
+                "UPDATE jobs SET state='queued', updated_at=? WHERE state='processing'", (now,)
+            )
+            db.execute(
+                "UPDATE jobs SET last_received_at=MAX(last_received_at, ?), updated_at=? "
+                "WHERE state='received'",
+                (now, now),
             )
         return self.list_jobs(UNFINISHED)

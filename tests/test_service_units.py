@@ -91,9 +91,13 @@ def test_journal_lifecycle_and_resume(tmp_path: Path) -> None:
     assert later.new_job and later.job_id != job_id
     journal.close()
 
-    reopened = Journal(tmp_path / "j.sqlite3")  # "restart"
-    resumed = {j.job_id: j.state for j in reopened.resume()}
+    reopened = Journal(tmp_path / "j.sqlite3")  # "restart", long after the last instance
+    resumed = {j.job_id: j.state for j in reopened.resume(now=500.0)}
     assert resumed == {job_id: "queued", later.job_id: "received"}
+    # The study still receiving restarts its quiet period: it is not complete yet.
+    assert reopened.queue_quiet_jobs(cutoff=499.0) == []
+    assert [j.job_id for j in reopened.queue_quiet_jobs(cutoff=500.0)] == [later.job_id]
+    reopened.update(later.job_id or "", "received")
     reopened.update(job_id, "failed", error="x")
     assert reopened.release_study(STUDY) == []  # the second job still needs the files
     reopened.update(later.job_id or "", "done")

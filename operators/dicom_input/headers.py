@@ -88,7 +88,7 @@ def floats(ds: Dataset, keyword: str, count: int) -> tuple[float, ...] | None:
         if values is None:
             return None
         parsed = tuple(float(v) for v in (values if count > 1 else [values]))
-    except (TypeError, ValueError):
+    except Exception:  # wrong type, unknown VR, odd byte count: malformed means absent
         return None
     return parsed if len(parsed) == count else None
 
@@ -98,7 +98,7 @@ def int_value(ds: Dataset, keyword: str) -> int | None:
     try:
         value = ds.get(keyword)
         return None if value is None or value == "" else int(value)
-    except (TypeError, ValueError):
+    except Exception:  # wrong type, unknown VR, odd byte count: malformed means absent
         return None
 
 

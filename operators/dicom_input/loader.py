@@ -219,9 +219,9 @@ def _build_series(instances: list[DicomInstance], header: Dataset) -> DicomSerie
     return DicomSeries(
         study_instance_uid=first.study_instance_uid,
         series_instance_uid=first.series_instance_uid,
-        modality=str(header.get("Modality", "") or "").upper(),
+        modality=str(plain_value(header, "Modality") or "").upper(),
         series_number=int_value(header, "SeriesNumber"),
-        series_description=str(header.get("SeriesDescription", "") or ""),
+        series_description=str(plain_value(header, "SeriesDescription") or ""),
         sop_class_uid=first.sop_class_uid,
         instances=tuple(instances),
         is_image=is_image,
@@ -281,7 +281,7 @@ def scan_dicom_folder(path: Path | str) -> DicomScan:
             studies[study_uid],
             key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid),
         )
-        description = str(series[0].header.get("StudyDescription", "") or "")
+        description = str(plain_value(series[0].header, "StudyDescription") or "")
         ordered.append(DicomStudy(study_uid, description, tuple(series)))
     return DicomScan(
         root=root,

@@ -24,6 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, pixel_array
 
+from operators.dicom_input.headers import plain_value
 from operators.dicom_input.loader import DicomInstance, DicomSeries
 from operators.dicom_input.selection import SelectedSeries
 from operators.errors import GeometryError, PixelDataError, VolumeTooLargeError
@@ -204,7 +205,15 @@ def _decode_into(out: np.ndarray, inst: DicomInstance, series: DicomSeries) -> D
         raise PixelDataError(f"cannot re-read {where}: {type(exc).__name__}: {exc}") from None
     if str(ds.get("SOPInstanceUID", "")) != inst.sop_instance_uid:
         raise PixelDataError(f"{where} changed since it was scanned")
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    try:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    except Exception as exc:  # wrong VR, garbage or several values (found by fuzzing)
+        raise PixelDataError(
+            f"{where} has a malformed SamplesPerPixel, RescaleSlope or RescaleIntercept "
+            f"({type(exc).__name__})"
+        ) from None
     if samples != 1:
         raise PixelDataError(
             f"{where} has {samples} samples per pixel; only grayscale is supported"
@@ -220,11 +229,12 @@ def _decode_into(out: np.ndarray, inst: DicomInstance, series: DicomSeries) -> D
     if stored.shape != out.shape:
         raise PixelDataError(f"{where} decodes to {stored.shape}, expected {out.shape}")
     if "ModalityLUTSequence" in ds:
-        out[...] = apply_modality_lut(stored, ds)
+        try:
+            out[...] = apply_modality_lut(stored, ds)
+        except Exception as exc:
+            raise PixelDataError(f"{where} has a malformed Modality LUT: {exc}") from None
     else:
         out[...] = stored
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
         # In place on the float32 slice: no float64 temporary per slice.
         if slope != 1.0:
             out *= np.float32(slope)
@@ -275,7 +285,7 @@ def series_to_volume(
         study_instance_uid=series.study_instance_uid,
         series_instance_uid=series.series_instance_uid,
         frame_of_reference_uid=instances[0].frame_of_reference_uid,
-        series_description=str(first.get("SeriesDescription", "") or ""),
+        series_description=str(plain_value(first, "SeriesDescription") or ""),
         source_datasets=datasets,
         selection_name=selection_name,
         warnings=tuple(warnings),
