@@ -102,6 +102,12 @@ class ServiceSettings(BaseModel):
     dicom_port: int = Field(default=11112, ge=0, le=65535, description="0 = any free port")
     http_host: str = Field(default="127.0.0.1", description="address of the HTTP sidecar")
     http_port: int = Field(default=3000, ge=0, le=65535, description="HTTP sidecar port")
+    http_tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the HTTP port; with http_tls_key "
+        "the sidecar serves HTTPS only",
+    )
+    http_tls_key: Path | None = Field(default=None, description="PEM key of http_tls_cert")
     var_dir: Path = Field(default=Path("var"), description="spool, journal, outputs, logs")
     quiet_period_s: float = Field(
         default=10.0, gt=0, description="a study is complete after this long without a new instance"

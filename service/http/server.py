@@ -148,6 +148,8 @@ class HttpServer:
 
     def start(self, timeout: float = 30.0) -> None:
         settings = self.service.settings
+        if (settings.http_tls_cert is None) != (settings.http_tls_key is None):
+            raise ValueError("HTTPS needs both http_tls_cert and http_tls_key")
         config = uvicorn.Config(
             self.app,
             host=settings.http_host,
@@ -156,6 +158,9 @@ class HttpServer:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            # HTTPS only when configured: the port then refuses plain HTTP.
+            ssl_certfile=str(settings.http_tls_cert) if settings.http_tls_cert else None,
+            ssl_keyfile=str(settings.http_tls_key) if settings.http_tls_key else None,
         )
         self._socket = bind(settings.http_host, settings.http_port)
         self._server = uvicorn.Server(config)
