@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import requests
 from prometheus_client import generate_latest
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -40,10 +41,12 @@ from tests.test_service_support import (
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
+TOKEN = "phi-test-token-5d0c"
 PATIENTS = [  # (name, id, birth date, accession): values that occur nowhere by chance
     ("Quuxbottom^Hildegunde^Xaveria", "PHI-7F3A9C", "19230517", "ACCQX4711"),
     ("Zwetschgenmayr^Ottokar", "PHI-B81D02", "19320229", "ACCZW0815"),
     ("Pfefferkorn^Leberecht", "PHI-44C0E1", "19451108", "ACCPF0042"),
+    ("Brombeerstrauch^Wunibald", "PHI-90E5D7", "19380712", "ACCBR0377"),  # sent over HTTP
 ]
 
 
@@ -109,6 +112,7 @@ def test_no_patient_identifiers_in_logs_metrics_traces_or_audit(
 ) -> None:
     good = [patient_study(tmp_path / f"p{i}", i) for i in (0, 1)]
     single = patient_study(tmp_path / "p2", 2, slices=1)
+    over_http = patient_study(tmp_path / "p3", 3)
     bad = tmp_path / "bad" / "truncated.dcm"
     bad.parent.mkdir()
     truncated_copy(good[0].files[0], bad)
@@ -116,19 +120,26 @@ def test_no_patient_identifiers_in_logs_metrics_traces_or_audit(
     with run_orthanc(tmp_path / "pacs", aet="PACS") as pacs:
         destination = {"host": "127.0.0.1", "port": pacs.dicom_port, "ae_title": "PACS"}
         settings = settings_for(tmp_path / "var", export_destinations=[destination],
-                                log_level="DEBUG")  # fmt: skip
+                                log_level="DEBUG", api_token=TOKEN)  # fmt: skip
         setup_logging(settings)  # exactly what `python -m service serve` installs
-        with Service(settings, pipeline=Pipeline(MODELS)) as service:
+        with Service(settings, pipeline=Pipeline(MODELS), http=True) as service:
             port = service.gateway.port
             for study in [*good, single]:
                 storescu("127.0.0.1", port, "MINIVESS", study.files)
+            assert service.http is not None
+            upload = [("files", (p.name, p.read_bytes(), "application/dicom"))
+                      for p in [*over_http.files, bad]]  # fmt: skip
+            response = requests.post(f"http://127.0.0.1:{service.http.port}/v1/studies",
+                                     files=upload, timeout=60,
+                                     headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+            assert response.status_code == 202, response.text
             contexts = [(CT_IMAGE, ExplicitVRLittleEndian)]
             with association(port, contexts=contexts) as assoc:  # the refusal path
                 assert assoc.send_c_store(pydicom.dcmread(bad)).Status == 0xA900
             jobs = [wait_finished(service.journal, s.study_instance_uid, timeout=120)
-                    for s in [*good, single]]  # fmt: skip
+                    for s in [*good, single, over_http]]  # fmt: skip
             exposition = generate_latest(service.metrics.registry).decode()
-        assert [job.state for job in jobs] == ["done", "done", "failed"]
+        assert [job.state for job in jobs] == ["done", "done", "failed", "done"]
     var = settings.var_dir
     texts = {"captured log records": "\n".join(root_logging.lines),
              "stderr": capfd.readouterr().err, "metrics": exposition}  # fmt: skip
