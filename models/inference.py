@@ -38,10 +38,19 @@ class SlidingWindowSettings:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-def normalise(image: np.ndarray, spec: Normalisation) -> np.ndarray:
-    """Robust z-score (see ``Normalisation``), float32."""
+Quartiles = tuple[float, float, float]
+
+
+def quartiles(image: np.ndarray) -> Quartiles:
+    """(p25, median, p75) of the voxels: the statistics of the robust z-score."""
+    p25, median, p75 = np.percentile(image, [25.0, 50.0, 75.0])
+    return float(p25), float(median), float(p75)
+
+
+def normalise(image: np.ndarray, spec: Normalisation, stats: Quartiles | None = None) -> np.ndarray:
+    """Robust z-score (see ``Normalisation``), float32; ``stats`` = ``quartiles(image)``."""
     values = image.astype(np.float32, copy=False)
-    p25, median, p75 = np.percentile(values, [25.0, 50.0, 75.0])
+    p25, median, p75 = stats if stats is not None else quartiles(values)
     scale = max(float(p75 - p25), 1e-3)
     out = (values - np.float32(median)) / np.float32(scale)
     np.clip(out, spec.clip_low, spec.clip_high, out=out)
@@ -155,10 +164,14 @@ def onnx_predictor(loaded: LoadedMember) -> Predictor:
 
 
 def member_input(
-    image: np.ndarray, spacing: Spacing, member_spacing: Spacing, normalisation: Normalisation
+    image: np.ndarray,
+    spacing: Spacing,
+    member_spacing: Spacing,
+    normalisation: Normalisation,
+    stats: Quartiles | None = None,
 ) -> np.ndarray:
     """A member's input: normalised on the native grid, resampled to the member's spacing."""
-    return resample(normalise(image, normalisation), spacing, member_spacing, order=1)
+    return resample(normalise(image, normalisation, stats), spacing, member_spacing, order=1)
 
 
 def member_probability(
@@ -199,13 +212,16 @@ def ensemble_probabilities(
     prepared: dict[tuple[Spacing, Normalisation], np.ndarray] = {}
     keys = [(m.member.input_spacing_mm, m.member.normalisation) for m in ensemble.members]
     last_use = {key: index for index, key in enumerate(keys)}
+    stats: Quartiles | None = None
     for index, loaded in enumerate(ensemble.members):
         member = loaded.member
         started = time.perf_counter()
         key = keys[index]
         if key not in prepared:
+            if stats is None:  # one pass over the volume for every member's normalisation
+                stats = quartiles(image)
             prepared[key] = member_input(
-                image, spacing, member.input_spacing_mm, member.normalisation
+                image, spacing, member.input_spacing_mm, member.normalisation, stats
             )
         stacked[index] = member_probability(
             onnx_predictor(loaded),

@@ -9,6 +9,8 @@ Recording never fails a study: an error here is logged and the study goes on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from pydicom import dcmread
@@ -61,7 +63,7 @@ class StudyRecords:
             if series.status == "done" and series.features:
                 row = feature_row(report.correlation_id, series.series_instance_uid,
                                   series.features, series.modality, self.model_version)  # fmt: skip
-                self._safely("drift features", lambda row=row: self.features.append(row))
+                self._safely("drift features", partial(self.features.append, row))
 
     def study_exported(self, job: Job, outcome: str) -> None:
         uids = []
@@ -78,8 +80,8 @@ class StudyRecords:
         ))  # fmt: skip
 
     @staticmethod
-    def _safely(what: str, action: object) -> None:
+    def _safely(what: str, action: Callable[[], object]) -> None:
         try:
-            action()  # type: ignore[operator]
+            action()
         except Exception:
             log.exception("recording the %s failed; the study goes on", what)

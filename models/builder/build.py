@@ -21,7 +21,7 @@ import torch
 
 from models.builder.config import BuildRecipe, MemberRecipe
 from models.builder.export import export_with_parity
-from models.builder.train import prepare_cases, train_member
+from models.builder.train import build_network, prepare_cases, train_member
 from models.features import reference_profile, study_features
 from models.inference import SlidingWindowSettings, member_probability
 from models.loader import sha256_of
@@ -166,8 +166,6 @@ def build(
             and recipe_file.is_file()
             and recipe_file.read_text() == member_recipe.model_dump_json()
         ):
-            from models.builder.train import build_network
-
             network = build_network(member_recipe)
             network.load_state_dict(torch.load(checkpoint, weights_only=True))
             network.eval()
