@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 UV_VERSION="0.13.9"
 APT_PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb prometheus
     podman buildah skopeo runc mmdebstrap containernetworking-plugins
-    shellcheck util-linux iproute2)
+    shellcheck util-linux iproute2 uidmap)
 
 need_python() {
     if ! command -v uv >/dev/null 2>&1 || [[ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]]; then
