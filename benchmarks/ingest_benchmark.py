@@ -1,17 +1,34 @@
 """Benchmark: gateway ingest vs dcmtk storescp, and study latency under a steady stream.
 
-    python -m benchmarks.ingest_benchmark [--instances 200] [--repeats 3] [--studies 12]
+    python -m benchmarks.ingest_benchmark [--sizes 256,512] [--instances 200] [--repeats 3]
+                                          [--studies 12] [--interval 5] [--skip-latency]
 
-1. Ingest throughput (instances/s), side by side in one run, alternating, ``--repeats``
-   times: dcmtk ``storescu`` sends the same CT series (fresh SOP Instance UIDs per run)
-   to dcmtk ``storescp`` (writes files, no fsync) and to our gateway (writes and fsyncs
-   every instance and its directory, and journals it in SQLite, before the success
-   status). One association, and four concurrent associations (a quarter each). The
-   pipeline is loaded but the quiet period is an hour, so no study is processed while
-   ingest is measured.
+1. Ingest throughput (instances/s), for each ``--sizes`` in-plane matrix (256: 128 KiB
+   CT slices, 512: 512 KiB, a typical CT slice), ``--instances`` slices per series (at
+   most 50 distinct slices are generated, then reused with fresh UIDs). Side by side in
+   one run, ``--repeats`` times, the receivers rotating their order every repeat, dcmtk
+   ``storescu`` sends the same copy of the series (fresh Study/Series/SOP Instance UIDs
+   per round) to each of:
+
+   * dcmtk ``storescp`` (writes files, no fsync);
+   * our gateway (writes and fsyncs every instance and its directory, and journals it in
+     SQLite, before the success status); the pipeline is loaded but the quiet period is
+     an hour, so no study is processed while ingest is measured;
+   * a plain pynetdicom Storage SCP whose C-STORE handler returns Success at once, on
+     pynetdicom's stock reactors and 16 KiB max PDU (``AE.start_server``);
+   * the same on our event-driven reactors (:mod:`service.dicom_reactor`), 1 MiB max PDU.
+
+   The pynetdicom rows are the library's own ceiling here: the gap between them and the
+   gateway is our checks + fsync + journal, the gap between them and storescp is
+   pynetdicom. Both pynetdicom receivers set TCP_NODELAY per association, as the gateway
+   does. One association, and four concurrent associations (a quarter each); ``sync``
+   before every send. Besides instances/s (median), the table gives the ratio to
+   storescp (same size and associations) and, for receivers in this process, CPU
+   milliseconds per instance (median of ``time.process_time()`` over the send: this
+   process's threads only, not the storescu children nor storescp).
 2. Study latency (last instance received -> export done) for ``--studies`` small studies
    sent one every ``--interval`` seconds to the full service (quiet period 1 s), results
-   exported to a storescp sink: p50 and p95.
+   exported to a storescp sink: p50 and p95. ``--skip-latency`` skips it.
 Everything runs on 127.0.0.1; every process started here is stopped by its PID.
 """
 
@@ -25,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,9 +52,13 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from map_app.pipeline import Pipeline
 from service.app import Service
+from service.dicom_reactor import EventDrivenRequestHandler
+from service.gateway import on_conn_open
 from service.journal import TERMINAL
 from service.settings import ServiceSettings, load_settings
 from synthetic.case import Modality, generate_case
@@ -44,6 +66,12 @@ from synthetic.dicom_series import StudyIdentity, write_series
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TCP_NODELAY": "1"}
+DISTINCT_SLICES = 50  # generated per size; more instances reuse them with fresh UIDs
+STORESCP = "storescp"
+GATEWAY = "gateway (fsync)"
+STOCK = "pynetdicom, do-nothing handler (stock reactors, 16 KiB PDU)"
+OURS = "pynetdicom, do-nothing handler (our reactors, 1 MiB PDU)"
+RECEIVERS = (STORESCP, GATEWAY, STOCK, OURS)
 
 
 def free_port() -> int:
@@ -52,17 +80,29 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def fresh_copy(source: list[Path], target: Path) -> list[Path]:
-    """The series with new Study/Series/SOP Instance UIDs (no duplicate short-cuts)."""
+def make_series(size: int, instances: int, folder: Path) -> list[Path]:
+    """Up to DISTINCT_SLICES CT slices of ``size`` x ``size`` (0.5 mm pixels, 1 mm apart)."""
+    slices = min(instances, DISTINCT_SLICES)
+    case = generate_case(77, Modality.CT, spacing=(1.0, 0.5, 0.5),
+                         fov_mm=(float(slices), size * 0.5, size * 0.5))  # fmt: skip
+    if case.image.shape != (slices, size, size):
+        raise RuntimeError(f"generated {case.image.shape}, wanted {(slices, size, size)}")
+    return list(write_series(case, folder).files)
+
+
+def fresh_copy(source: list[Path], target: Path, count: int) -> list[Path]:
+    """``count`` instances cycling through ``source``, with new Study/Series/SOP Instance
+    UIDs and instance numbers (no duplicate short-cuts)."""
     target.mkdir(parents=True)
     study, series = generate_uid(), generate_uid()
     out = []
-    for path in source:
-        ds = pydicom.dcmread(path)
+    for index in range(count):
+        ds = pydicom.dcmread(source[index % len(source)])
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.save_as(target / path.name, enforce_file_format=True)
-        out.append(target / path.name)
+        ds.InstanceNumber = index + 1
+        ds.save_as(target / f"{index:05d}.dcm", enforce_file_format=True)
+        out.append(target / f"{index:05d}.dcm")
     return out
 
 
@@ -100,35 +140,80 @@ def storescp(folder: Path, aet: str = "SINK") -> Iterator[int]:
         process.wait(10)
 
 
+@contextmanager
+def do_nothing_scp(syntax: str, ours: bool) -> Iterator[int]:
+    """A pynetdicom CT Storage SCP answering Success at once; its port."""
+    ae = AE(ae_title="NOOP")
+    ae.add_supported_context(CTImageStorage, [syntax])
+    handlers: list[Any] = [(evt.EVT_CONN_OPEN, on_conn_open),
+                           (evt.EVT_C_STORE, lambda event: 0x0000)]  # fmt: skip
+    if ours:  # as Gateway.start does
+        ae.maximum_pdu_size = 2**20
+        server = ae.make_server(("127.0.0.1", 0), evt_handlers=handlers,
+                                request_handler=EventDrivenRequestHandler)  # fmt: skip
+        ae._servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    else:
+        started = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
+        assert started is not None
+        server = started
+    try:
+        yield int(server.server_address[1])
+    finally:
+        ae.shutdown()
+
+
 def settings(var: Path, **values: Any) -> ServiceSettings:
     return load_settings(environ={}, var_dir=var, dicom_port=0, min_free_disk_bytes=0,
                          model_dir=ROOT / "models" / "ensemble", **values)  # fmt: skip
 
 
-def ingest(pipeline: Pipeline, series: list[Path], work: Path, repeats: int) -> None:
-    rows: dict[str, list[float]] = {}
+@contextmanager
+def receiver(name: str, pipeline: Pipeline, folder: Path, syntax: str) -> Iterator[tuple[int, str]]:
+    """Start receiver ``name``; its port and AE title."""
+    if name == STORESCP:
+        with storescp(folder) as port:
+            yield port, "SINK"
+    elif name == GATEWAY:
+        config = settings(folder, quiet_period_s=3600, max_associations=8)
+        with Service(config, pipeline=pipeline) as service:
+            yield service.gateway.port, "MINIVESS"
+    else:
+        with do_nothing_scp(syntax, ours=name == OURS) as port:
+            yield port, "NOOP"
+
+
+def ingest(pipeline: Pipeline, series: list[Path], instances: int, work: Path,
+           repeats: int) -> None:  # fmt: skip
+    rates: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
+    first = pydicom.dcmread(series[0], stop_before_pixels=True)
+    syntax = str(first.file_meta.TransferSyntaxUID)
     for repeat in range(repeats):
+        order = RECEIVERS[repeat % len(RECEIVERS) :] + RECEIVERS[: repeat % len(RECEIVERS)]
         for associations in (1, 4):
-            files = fresh_copy(series, work / f"scp-{repeat}-{associations}")
-            with storescp(work / f"scp-out-{repeat}-{associations}") as port:
-                seconds = send(port, "SINK", files, associations)
-            rows.setdefault(f"storescp x{associations}", []).append(len(files) / seconds)
-            files = fresh_copy(series, work / f"ours-{repeat}-{associations}")
-            config = settings(work / f"var-{repeat}-{associations}", quiet_period_s=3600,
-                              max_associations=8)  # fmt: skip
-            with Service(config, pipeline=pipeline) as service:
-                seconds = send(service.gateway.port, "MINIVESS", files, associations)
-            rows.setdefault(f"gateway x{associations}", []).append(len(files) / seconds)
-    print(f"\n## ingest, {len(series)} instances of {series[0].stat().st_size // 1024} KiB "
-          f"(median of {repeats})")  # fmt: skip
-    print("| receiver | instances/s | gateway / storescp |")
-    print("|---|---|---|")
+            round_dir = work / f"round-{repeat}-{associations}"
+            files = fresh_copy(series, round_dir / "series", instances)
+            for index, name in enumerate(order):
+                with receiver(name, pipeline, round_dir / f"rx-{index}", syntax) as (port, aet):
+                    os.sync()  # no writeback left over from the previous receiver
+                    cpu_started = time.process_time()
+                    seconds = send(port, aet, files, associations)
+                    cpu_seconds = time.process_time() - cpu_started
+                rates.setdefault((name, associations), []).append(len(files) / seconds)
+                cpu.setdefault((name, associations), []).append(1000 * cpu_seconds / len(files))
+            shutil.rmtree(round_dir)
+    print(f"\n## ingest, {instances} instances of {first.Rows}x{first.Columns} "
+          f"({series[0].stat().st_size // 1024} KiB), median of {repeats}")  # fmt: skip
+    print("| receiver | associations | instances/s (median) | ratio to storescp "
+          "| CPU ms/instance (this process only) |")  # fmt: skip
+    print("|---|---|---|---|---|")
     for associations in (1, 4):
-        theirs = statistics.median(rows[f"storescp x{associations}"])
-        ours = statistics.median(rows[f"gateway x{associations}"])
-        print(f"| storescp, {associations} association(s) | {theirs:.0f} | |")
-        print(f"| gateway (fsync), {associations} association(s) | {ours:.0f} | "
-              f"{ours / theirs:.2f} |")  # fmt: skip
+        theirs = statistics.median(rates[(STORESCP, associations)])
+        for name in RECEIVERS:
+            rate = statistics.median(rates[(name, associations)])
+            cost = "" if name == STORESCP else f"{statistics.median(cpu[(name, associations)]):.2f}"
+            print(f"| {name} | {associations} | {rate:.0f} | {rate / theirs:.2f} | {cost} |")
 
 
 def latency(pipeline: Pipeline, work: Path, studies: int, interval: float) -> None:
@@ -162,22 +247,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--instances", type=int, default=200)
+    parser.add_argument("--sizes", default="256,512", help="in-plane matrices, e.g. 256,512")
+    parser.add_argument("--instances", type=int, default=200, help="slices per series")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--studies", type=int, default=12)
     parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--skip-latency", action="store_true", help="only the ingest part")
     args = parser.parse_args(argv)
+    sizes = [int(size) for size in args.sizes.split(",")]
     if shutil.which("storescp") is None:
         print("dcmtk storescp/storescu not found: install dcmtk", file=sys.stderr)
         return 2
     pipeline = Pipeline(ROOT / "models" / "ensemble")
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
         work = Path(tmp)
-        case = generate_case(77, Modality.CT, spacing=(1.0, 0.5, 0.5),
-                             fov_mm=(args.instances - 0.5, 127.75, 127.75))  # fmt: skip
-        series = list(write_series(case, work / "series").files)
-        ingest(pipeline, series, work, args.repeats)
-        latency(pipeline, work, args.studies, args.interval)
+        for size in sizes:
+            series = make_series(size, args.instances, work / f"series-{size}")
+            ingest(pipeline, series, args.instances, work / f"ingest-{size}", args.repeats)
+        if not args.skip_latency:
+            latency(pipeline, work, args.studies, args.interval)
     return 0
 
 

@@ -12,6 +12,13 @@ start :meth:`Journal.resume` puts interrupted work back (``processing`` -> ``que
 ``exporting`` stays, exports are idempotent). The ``instances`` table maps each spooled
 SOP Instance UID to its study and job and is what makes a re-sent instance a duplicate.
 
+Durability: job transitions commit with ``synchronous=FULL`` (fsync per commit). Instance
+registrations commit without their own fsync (``synchronous=NORMAL`` on a second
+connection; the next FULL commit syncs them with it): the instance's spool file is
+already fsynced before it is registered, and start-up reconciliation registers every
+spool file the journal lacks (``Service.reconcile``), so a registration lost to a power
+cut is rebuilt, never the instance lost. That saves one of three fsyncs per C-STORE.
+
 Holds DICOM UIDs (not identifying on their own) and never patient names or IDs.
 """
 
@@ -113,27 +120,35 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = self._connect(path, "FULL")
         self._db.executescript(_SCHEMA)
+        self._registrations = self._connect(path, "NORMAL")
+
+    @staticmethod
+    def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA busy_timeout=10000")
+        return db
 
     def close(self) -> None:
         with self._lock:
+            self._registrations.close()
             self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, db: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        db = self._db if db is None else db
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     # ------------------------------------------------------------------ instances
 
@@ -162,10 +177,11 @@ class Journal:
         """Record a spooled instance in the study's open (``received``) job, creating it.
 
         A SOP Instance UID already known is a duplicate: nothing is added, but it keeps
-        the study's open job (if any) from becoming due.
+        the study's open job (if any) from becoming due. Committed without an fsync of
+        its own (see the module docstring).
         """
         now = time.time() if now is None else now
-        with self._tx() as db:
+        with self._tx(self._registrations) as db:
             open_job = db.execute(
                 "SELECT job_id FROM jobs WHERE study_uid=? AND state='received'", (study_uid,)
             ).fetchone()

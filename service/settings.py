@@ -113,6 +113,14 @@ class ServiceSettings(BaseModel):
         default=10.0, gt=0, description="a study is complete after this long without a new instance"
     )
     max_associations: int = Field(default=10, ge=1, description="concurrent inbound associations")
+    dicom_max_pdu_bytes: int = Field(
+        default=2**20,
+        ge=4096,
+        le=2**32 - 1,
+        description="Maximum Length Received we announce (PS3.8 D.1.1): senders cut data "
+        "into PDUs of at most this size; larger PDUs cost less per instance, each is held "
+        "in memory whole",
+    )
     allowlist: list[AllowedPeer] = Field(
         default_factory=list,
         description="when not empty, only these calling AE title + address pairs may associate",

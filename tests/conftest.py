@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.peers import Orthanc, run_orthanc
+from tests.test_service_support import GatewayEnv, StartGateway, start_test_gateway
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,3 +53,17 @@ def make_orthanc(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
             return stack.enter_context(run_orthanc(tmp_path / name, **kwargs))
 
         yield start
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator[StartGateway]:
+    """Start gateways (no pipeline) on free ports; all stopped at teardown."""
+    started: list[GatewayEnv] = []
+
+    def start(**overrides: Any) -> GatewayEnv:
+        started.append(start_test_gateway(tmp_path / f"var{len(started)}", **overrides))
+        return started[-1]
+
+    yield start
+    for env in started:
+        env.stop()

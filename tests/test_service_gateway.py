@@ -7,8 +7,6 @@ A-ASSOCIATE-RJ reason or C-STORE status matters.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,58 +22,18 @@ from pydicom.uid import (
 from pynetdicom import _config
 from pynetdicom.dsutils import split_dataset
 
-from service.gateway import Gateway
-from service.ingest import Ingest
-from service.journal import Journal
-from service.observability.metrics import ApplianceMetrics
-from service.settings import ServiceSettings
-from service.spool import Spool
 from tests.peers import PEER_ENV, echoscu, require_executable, storescu
 from tests.test_service_support import (
     CT_IMAGE,
+    StartGateway,
     association,
     make_study,
     metric,
-    settings_for,
     truncated_copy,
     wait_for,
 )
 
 pytestmark = pytest.mark.peer
-
-
-@dataclass
-class Env:
-    settings: ServiceSettings
-    journal: Journal
-    spool: Spool
-    metrics: ApplianceMetrics
-    gateway: Gateway
-
-    @property
-    def port(self) -> int:
-        return self.gateway.port
-
-
-@pytest.fixture
-def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Env]]:
-    started: list[Env] = []
-
-    def start(**overrides: Any) -> Env:
-        settings = settings_for(tmp_path / f"var{len(started)}", **overrides)
-        journal = Journal(settings.journal_path)
-        spool = Spool(settings.spool_dir)
-        metrics = ApplianceMetrics()
-        gateway = Gateway(settings, Ingest(settings, spool, journal, metrics))
-        gateway.start()
-        env = Env(settings, journal, spool, metrics, gateway)
-        started.append(env)
-        return env
-
-    yield start
-    for env in started:
-        env.gateway.stop()
-        env.journal.close()
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +46,13 @@ def _dcmtk(cmd: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.requirement("SRS-040")
-def test_echoscu_is_answered(start_gateway: Callable[..., Env]) -> None:
+def test_echoscu_is_answered(start_gateway: StartGateway) -> None:
     env = start_gateway()
     echoscu("127.0.0.1", env.port, "MINIVESS")
 
 
 @pytest.mark.requirement("SRS-041")
-def test_wrong_called_ae_title_is_rejected(start_gateway: Callable[..., Env]) -> None:
+def test_wrong_called_ae_title_is_rejected(start_gateway: StartGateway) -> None:
     env = start_gateway()
     done = _dcmtk([require_executable("echoscu"), "-aec", "NOT_US", "127.0.0.1", str(env.port)])
     assert done.returncode != 0
@@ -106,7 +64,7 @@ def test_wrong_called_ae_title_is_rejected(start_gateway: Callable[..., Env]) ->
 
 
 @pytest.mark.requirement("SRS-041")
-def test_allowlist_admits_listed_peers_only(start_gateway: Callable[..., Env]) -> None:
+def test_allowlist_admits_listed_peers_only(start_gateway: StartGateway) -> None:
     env = start_gateway(allowlist=[{"ae_title": "MINIVESS_TEST", "ip": "127.0.0.0/8"}])
     echoscu("127.0.0.1", env.port, "MINIVESS", calling_aet="MINIVESS_TEST")
     exe = require_executable("echoscu")
@@ -123,7 +81,7 @@ def test_allowlist_admits_listed_peers_only(start_gateway: Callable[..., Env]) -
 
 
 @pytest.mark.requirement("SRS-041")
-def test_association_limit(start_gateway: Callable[..., Env]) -> None:
+def test_association_limit(start_gateway: StartGateway) -> None:
     env = start_gateway(max_associations=1)
     with association(env.port) as first:
         assert first.is_established
@@ -137,7 +95,7 @@ def test_association_limit(start_gateway: Callable[..., Env]) -> None:
 
 @pytest.mark.requirement("SRS-040", "SRS-042")
 def test_storescu_study_is_spooled_and_journaled(
-    start_gateway: Callable[..., Env], study: Any, tmp_path: Path
+    start_gateway: StartGateway, study: Any, tmp_path: Path
 ) -> None:
     env = start_gateway()
     storescu("127.0.0.1", env.port, "MINIVESS", study.files)
@@ -158,7 +116,7 @@ def test_storescu_study_is_spooled_and_journaled(
 
 
 @pytest.mark.requirement("SRS-040")
-def test_compressed_study_is_accepted(start_gateway: Callable[..., Env], tmp_path: Path) -> None:
+def test_compressed_study_is_accepted(start_gateway: StartGateway, tmp_path: Path) -> None:
     env = start_gateway()
     jpeg_ls = make_study(tmp_path / "jls", seed=22, jpeg_ls=True)
     storescu("127.0.0.1", env.port, "MINIVESS", jpeg_ls.files)
@@ -168,7 +126,7 @@ def test_compressed_study_is_accepted(start_gateway: Callable[..., Env], tmp_pat
 
 
 @pytest.mark.requirement("SRS-042")
-def test_duplicate_instance_is_idempotent(start_gateway: Callable[..., Env], study: Any) -> None:
+def test_duplicate_instance_is_idempotent(start_gateway: StartGateway, study: Any) -> None:
     env = start_gateway()
     ds = pydicom.dcmread(study.files[0])
     with association(env.port, contexts=[(CT_IMAGE, ExplicitVRLittleEndian)]) as assoc:
@@ -182,9 +140,7 @@ def test_duplicate_instance_is_idempotent(start_gateway: Callable[..., Env], stu
 
 
 @pytest.mark.requirement("SRS-042")
-def test_disk_watermark_answers_out_of_resources(
-    start_gateway: Callable[..., Env], study: Any
-) -> None:
+def test_disk_watermark_answers_out_of_resources(start_gateway: StartGateway, study: Any) -> None:
     env = start_gateway(min_free_disk_bytes=2**62)
     ds = pydicom.dcmread(study.files[0])
     with association(env.port, contexts=[(CT_IMAGE, ExplicitVRLittleEndian)]) as assoc:
@@ -199,7 +155,7 @@ def test_disk_watermark_answers_out_of_resources(
 @pytest.mark.filterwarnings("ignore:Expected explicit VR")
 @pytest.mark.requirement("SRS-040")
 def test_corrupt_instances_get_specific_statuses(
-    start_gateway: Callable[..., Env], study: Any, tmp_path: Path
+    start_gateway: StartGateway, study: Any, tmp_path: Path
 ) -> None:
     env = start_gateway()
     truncated = tmp_path / "truncated.dcm"
@@ -239,7 +195,7 @@ def test_corrupt_instances_get_specific_statuses(
 )
 @pytest.mark.requirement("SRS-040")
 def test_transfer_syntaxes_are_negotiated_and_kept(
-    start_gateway: Callable[..., Env], study: Any, tmp_path: Path, flag: str, syntax: str
+    start_gateway: StartGateway, study: Any, tmp_path: Path, flag: str, syntax: str
 ) -> None:
     """storescu proposes its syntaxes; the one it sends in is what the spool keeps."""
     env = start_gateway()
@@ -259,7 +215,7 @@ def test_transfer_syntaxes_are_negotiated_and_kept(
 
 @pytest.mark.requirement("SRS-043")
 def test_new_studies_wait_when_too_many_are_pending(
-    start_gateway: Callable[..., Env], study: Any, tmp_path: Path
+    start_gateway: StartGateway, study: Any, tmp_path: Path
 ) -> None:
     env = start_gateway(max_pending_jobs=1)
     other = make_study(tmp_path / "other", seed=24)

@@ -7,6 +7,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,12 @@ import pydicom
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
+from service.gateway import Gateway
+from service.ingest import Ingest
 from service.journal import TERMINAL, Job, Journal
+from service.observability.metrics import ApplianceMetrics
 from service.settings import ServiceSettings, load_settings
+from service.spool import Spool
 from synthetic.case import Modality, generate_case
 from synthetic.dicom_series import StudyIdentity, WrittenSeries, write_series
 from tests.peers import Orthanc
@@ -147,3 +152,35 @@ def association(
         if assoc.is_established:
             assoc.release()
         ae.shutdown()
+
+
+@dataclass
+class GatewayEnv:
+    """A started gateway (no pipeline) and the parts it writes to."""
+
+    settings: ServiceSettings
+    journal: Journal
+    spool: Spool
+    metrics: ApplianceMetrics
+    gateway: Gateway
+
+    @property
+    def port(self) -> int:
+        return self.gateway.port
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        self.journal.close()
+
+
+StartGateway = Callable[..., GatewayEnv]  # the start_gateway fixture (tests/conftest.py)
+
+
+def start_test_gateway(var: Path, **overrides: Any) -> GatewayEnv:
+    settings = settings_for(var, **overrides)
+    journal = Journal(settings.journal_path)
+    spool = Spool(settings.spool_dir)
+    metrics = ApplianceMetrics()
+    gateway = Gateway(settings, Ingest(settings, spool, journal, metrics))
+    gateway.start()
+    return GatewayEnv(settings, journal, spool, metrics, gateway)
