@@ -5,9 +5,10 @@ whenever a turn found nothing to do (``DULServiceProvider._run_loop_delay``, mar
 upstream "TODO: try and make this event based"); the association thread sleeps 1 ms at
 the top of every turn (``Association._run_reactor``). A C-STORE crosses both loops on
 the way in (PDUs -> DIMSE message -> handler) and the DUL loop again on the way out (the
-response), so each instance waited 2-3 ms in sleeps: a do-nothing Storage SCP took about
-290 instances/s from dcmtk ``storescu``, where dcmtk ``storescp`` takes 2,000/s
-(``python -m benchmarks.ingest_benchmark``).
+response), so each instance waited 2-3 ms in sleeps. With these reactors and 1 MiB PDUs
+a do-nothing pynetdicom Storage SCP takes 1.7x (128 KiB slices) to 1.9x (512 KiB) the
+instances/s of the stock one from dcmtk ``storescu`` (``python -m
+benchmarks.ingest_benchmark``, one association; what remains is pynetdicom's CPU).
 
 Here both loops block until there is work:
 
