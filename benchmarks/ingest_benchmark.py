@@ -42,7 +42,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,8 +56,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from map_app.pipeline import Pipeline
 from service.app import Service
-from service.dicom_reactor import EventDrivenRequestHandler
-from service.gateway import on_conn_open
+from service.gateway import on_conn_open, start_scp_server
 from service.journal import TERMINAL
 from service.settings import ServiceSettings, load_settings
 from synthetic.case import Modality, generate_case
@@ -148,11 +146,8 @@ def do_nothing_scp(syntax: str, ours: bool) -> Iterator[int]:
     handlers: list[Any] = [(evt.EVT_CONN_OPEN, on_conn_open),
                            (evt.EVT_C_STORE, lambda event: 0x0000)]  # fmt: skip
     if ours:  # as Gateway.start does
-        ae.maximum_pdu_size = 2**20
-        server = ae.make_server(("127.0.0.1", 0), evt_handlers=handlers,
-                                request_handler=EventDrivenRequestHandler)  # fmt: skip
-        ae._servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        ae.maximum_pdu_size = ServiceSettings().dicom_max_pdu_bytes
+        server = start_scp_server(ae, ("127.0.0.1", 0), handlers)
     else:
         started = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
         assert started is not None

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 from io import BytesIO
 from typing import Any, cast
@@ -129,6 +130,28 @@ def on_conn_open(event: Event) -> None:
     set_nodelay(event.assoc.dul.socket.socket if event.assoc.dul.socket else None)
 
 
+def start_scp_server(
+    ae: AE,
+    address: tuple[str, int],
+    handlers: list[Any],
+    ssl_context: ssl.SSLContext | None = None,
+) -> ThreadedAssociationServer:
+    """Serve ``ae`` on ``address`` in a background thread, associations on the
+    event-driven reactors; as ``AE.start_server(block=False)``, with our server class
+    under TLS. ``AE.shutdown()`` stops it."""
+    server = ae.make_server(
+        address,
+        ssl_context=ssl_context,
+        evt_handlers=handlers,
+        server_class=TlsServer if ssl_context else ThreadedAssociationServer,
+        request_handler=EventDrivenRequestHandler,
+    )
+    ae._servers.append(server)  # AE.shutdown() and server.shutdown() expect it there
+    threading.Thread(target=server.serve_forever, name="minivess-dicom-accept",
+                     daemon=True).start()  # fmt: skip
+    return server
+
+
 class Gateway:
     """The SCP. ``start()`` returns at once; ``stop()`` ends the server and associations."""
 
@@ -163,18 +186,10 @@ class Gateway:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        # As AE.start_server(block=False) does, but with our server class under TLS.
-        server = self.ae.make_server(
-            (self.settings.dicom_host, self.settings.dicom_port),
-            ssl_context=self._ssl_context,
-            evt_handlers=handlers,
-            server_class=TlsServer if self._ssl_context else ThreadedAssociationServer,
-            request_handler=EventDrivenRequestHandler,
-        )
-        self.ae._servers.append(server)  # AE.shutdown() and server.shutdown() expect it there
-        threading.Thread(target=server.serve_forever, name="minivess-dicom-accept",
-                         daemon=True).start()  # fmt: skip
-        self._server = server
+        self._server = start_scp_server(
+            self.ae, (self.settings.dicom_host, self.settings.dicom_port), handlers,
+            self._ssl_context,
+        )  # fmt: skip
         log.info(
             "DICOM gateway %s listening on %s:%d%s",
             self.settings.ae_title, self.settings.dicom_host, self.port,

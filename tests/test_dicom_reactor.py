@@ -26,7 +26,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
@@ -333,55 +333,44 @@ def test_instance_in_many_small_pdus_is_spooled_intact(
 # ------------------------------------------------------------ how associations end
 
 
-@pytest.mark.peer
-@pytest.mark.requirement("SRS-040")
-def test_peer_release_ends_the_acceptor(start_gateway: StartGateway) -> None:
-    env = start_gateway()
-    baseline = set(threading.enumerate())
-    with association(env.port) as probe:
-        acceptor = the_acceptor(env)
-        fired = record_events(acceptor, evt.EVT_RELEASED, evt.EVT_ABORTED)
-        assert probe.send_c_echo().Status == 0x0000
-        probe.release()
-        assert probe.is_released and not probe.is_aborted
-    wait_ended(acceptor)
-    assert acceptor.is_released and not acceptor.is_aborted
-    assert fired == ["EVT_RELEASED"]
-    assert acceptor.dul.state_machine.current_state == "Sta1"
-    wait_threads_end(baseline, env.gateway)
+def release(probe: Association) -> None:
+    probe.release()
+    assert probe.is_released and not probe.is_aborted
 
 
-@pytest.mark.peer
-@pytest.mark.requirement("SRS-040")
-def test_peer_abort_ends_the_acceptor(start_gateway: StartGateway) -> None:
-    env = start_gateway()
-    baseline = set(threading.enumerate())
-    with association(env.port) as probe:
-        acceptor = the_acceptor(env)
-        fired = record_events(acceptor, evt.EVT_RELEASED, evt.EVT_ABORTED)
-        assert probe.send_c_echo().Status == 0x0000
-        probe.abort()
-        assert probe.is_aborted
-    wait_ended(acceptor)
-    assert acceptor.is_aborted and not acceptor.is_released
-    assert fired == ["EVT_ABORTED"]
-    wait_threads_end(baseline, env.gateway)
+def abort(probe: Association) -> None:
+    probe.abort()
+    assert probe.is_aborted
 
 
-@pytest.mark.peer
-@pytest.mark.requirement("SRS-040")
-def test_vanished_peer_ends_the_acceptor(start_gateway: StartGateway) -> None:
+def vanish(probe: Association) -> None:
     """The requestor's TCP connection closes without A-RELEASE or A-ABORT (A-P-ABORT)."""
+    probe.dul.socket.socket.shutdown(socket.SHUT_RDWR)
+    wait_for(lambda: not probe.is_alive(), DEADLINE_S, "the probe to see the closed link")
+
+
+@pytest.mark.peer
+@pytest.mark.requirement("SRS-040")
+@pytest.mark.parametrize(
+    ("end", "event"),
+    [(release, "EVT_RELEASED"), (abort, "EVT_ABORTED"), (vanish, "EVT_ABORTED")],
+    ids=["release", "abort", "vanished"],
+)
+def test_peer_ending_the_association_ends_the_acceptor(
+    start_gateway: StartGateway, end: Callable[[Association], None], event: str
+) -> None:
     env = start_gateway()
     baseline = set(threading.enumerate())
     with association(env.port) as probe:
         acceptor = the_acceptor(env)
         fired = record_events(acceptor, evt.EVT_RELEASED, evt.EVT_ABORTED)
         assert probe.send_c_echo().Status == 0x0000
-        probe.dul.socket.socket.shutdown(socket.SHUT_RDWR)
+        end(probe)
         wait_ended(acceptor)
-        wait_for(lambda: not probe.is_alive(), DEADLINE_S, "the probe to see the closed link")
-    assert acceptor.is_aborted and fired == ["EVT_ABORTED"]
+    assert fired == [event]
+    assert acceptor.is_released == (event == "EVT_RELEASED")
+    assert acceptor.is_aborted == (event == "EVT_ABORTED")
+    assert acceptor.dul.state_machine.current_state == "Sta1"
     wait_threads_end(baseline, env.gateway)
     echoscu("127.0.0.1", env.port, "MINIVESS")
 
