@@ -19,7 +19,7 @@ lint:
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy
 
-models: ## retrain and re-export the shipped ensemble (about 15 minutes on 2 cores)
+models: ## retrain, re-export and evaluate the shipped ensemble (about 60-75 minutes on 2 cores)
 	@scripts/bootstrap.sh python
 	@$(PY) -m models.builder
 

@@ -47,6 +47,7 @@ from monai.transforms import (
 )
 
 from models.manifest import Normalisation, read_manifest
+from models.normalisation import normalise
 
 RULES = json.dumps(
     {
@@ -61,8 +62,8 @@ RULES = json.dumps(
 TIMINGS: dict[str, float] = {}
 
 
-class RobustZScored(MapTransform):
-    """The members' normalisation (models.inference.normalise), on MONAI tensors."""
+class Normalised(MapTransform):
+    """The members' normalisation (models.normalisation.normalise) of a CT study."""
 
     def __init__(self, keys: str, spec: Normalisation) -> None:
         super().__init__(keys)
@@ -72,11 +73,7 @@ class RobustZScored(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             image = d[key]
-            p25, median, p75 = np.percentile(image.numpy(), [25.0, 50.0, 75.0])
-            scale = max(float(p75 - p25), 1e-3)
-            d[key] = ((image - float(median)) / scale).clamp(
-                self.spec.clip_low, self.spec.clip_high
-            ) / self.spec.divisor
+            d[key] = image.new_tensor(normalise(image.numpy(), self.spec, "CT"))
         return d
 
 
@@ -103,7 +100,7 @@ class MemberInferenceOperator(MonaiSegInferenceOperator):
             [
                 LoadImaged(keys="image", reader=img_reader),
                 EnsureChannelFirstd(keys="image"),
-                RobustZScored(keys="image", spec=self.normalisation),
+                Normalised(keys="image", spec=self.normalisation),
                 Spacingd(keys="image", pixdim=(dx, dy, dz), mode="bilinear"),
             ]
         )

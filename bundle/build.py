@@ -11,7 +11,7 @@ layers are compressed already; members in this order, owner root, times from
     compliance/...                             the rendered IEC 62304 documents
     helm/minivess-<chart version>.tgz          the packaged Helm chart
     images/minivess-appliance-<version>-<variant>.oci.tar   podman save --format oci-archive
-    models/minivess-vessel-ensemble/...        the ONNX ensemble and its manifest
+    models/minivess-vessel-ensemble/...        the ONNX ensemble, its manifest and model card
     sbom/python-environment.cdx.json           CycloneDX 1.6, locked pins with hashes
     sbom/appliance-image.cdx.json              CycloneDX 1.6 of the image (Python + Debian)
     smoke/study/*.dcm                          a synthetic CT angiography study (health check)
@@ -126,6 +126,9 @@ def _models(files: dict[str, Path], facts: dict[str, object]) -> ModelsInfo:
             raise BundleError(f"{path} is missing or does not match models/ensemble/manifest.json")
         shipped[member["file"]] = member["sha256"]
         files[f"{folder}/{member['file']}"] = path
+    # The model card (Markdown + figures) travels with the models it describes.
+    for card_file in sorted(ENSEMBLE.glob("model_card*")):
+        files[f"{folder}/{card_file.name}"] = card_file
     if facts["models"] != shipped:
         raise BundleError(
             "the image's models differ from models/ensemble: rebuild the image (make image)"

@@ -1,10 +1,10 @@
 """Ensemble inference over a whole volume with ONNX Runtime (numpy only, no torch).
 
-Per member: robust normalisation on the native grid, resampling to the member's spacing,
-sliding-window inference with Gaussian blending, optional test-time flips, softmax, and
-resampling of the vessel probability back to the native grid. The builder evaluates the
-exported ONNX members through this same code, so the metrics in the manifest describe
-what the appliance actually runs.
+Per member: modality-aware normalisation on the native grid (``models.normalisation``),
+resampling to the member's spacing, sliding-window inference with Gaussian blending,
+optional test-time flips, softmax, and resampling of the vessel probability back to the
+native grid. The builder evaluates the exported ONNX members through this same code, so
+the metrics in the manifest describe what the appliance actually runs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from models.loader import LoadedEnsemble, LoadedMember
 from models.manifest import Normalisation
+from models.normalisation import normalisation_reference, normalise, resolve_modality
 
 Spacing = tuple[float, float, float]
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -36,26 +37,6 @@ class SlidingWindowSettings:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-Quartiles = tuple[float, float, float]
-
-
-def quartiles(image: np.ndarray) -> Quartiles:
-    """(p25, median, p75) of the voxels: the statistics of the robust z-score."""
-    p25, median, p75 = np.percentile(image, [25.0, 50.0, 75.0])
-    return float(p25), float(median), float(p75)
-
-
-def normalise(image: np.ndarray, spec: Normalisation, stats: Quartiles | None = None) -> np.ndarray:
-    """Robust z-score (see ``Normalisation``), float32; ``stats`` = ``quartiles(image)``."""
-    values = image.astype(np.float32, copy=False)
-    p25, median, p75 = stats if stats is not None else quartiles(values)
-    scale = max(float(p75 - p25), 1e-3)
-    out = (values - np.float32(median)) / np.float32(scale)
-    np.clip(out, spec.clip_low, spec.clip_high, out=out)
-    out /= np.float32(spec.divisor)
-    return out
 
 
 def resampled_shape(shape: Sequence[int], source: Spacing, target: Spacing) -> tuple[int, int, int]:
@@ -168,10 +149,16 @@ def member_input(
     spacing: Spacing,
     member_spacing: Spacing,
     normalisation: Normalisation,
-    stats: Quartiles | None = None,
+    modality: str,
+    reference: float | None = None,
 ) -> np.ndarray:
-    """A member's input: normalised on the native grid, resampled to the member's spacing."""
-    return resample(normalise(image, normalisation, stats), spacing, member_spacing, order=1)
+    """A member's input: normalised on the native grid, resampled to the member's spacing.
+
+    ``modality`` is "CT" or "MR" (``resolve_modality``); ``reference`` is
+    ``normalisation_reference(image, modality)`` when the caller already has it.
+    """
+    normalised = normalise(image, normalisation, modality, reference)
+    return resample(normalised, spacing, member_spacing, order=1)
 
 
 def member_probability(
@@ -182,6 +169,7 @@ def member_probability(
     patch: Sequence[int],
     normalisation: Normalisation,
     settings: SlidingWindowSettings,
+    modality: str = "",
     prepared: np.ndarray | None = None,
 ) -> np.ndarray:
     """One member's vessel probability on the native grid of ``image``.
@@ -189,7 +177,8 @@ def member_probability(
     ``prepared`` is ``member_input(...)`` when the caller already has it.
     """
     if prepared is None:
-        prepared = member_input(image, spacing, member_spacing, normalisation)
+        modality = resolve_modality(modality, image)
+        prepared = member_input(image, spacing, member_spacing, normalisation, modality)
     probability = sliding_window_probability(predict, prepared, patch, settings)
     return resample(probability, member_spacing, spacing, shape=image.shape, order=1)
 
@@ -200,28 +189,31 @@ def ensemble_probabilities(
     spacing: Spacing,
     settings: SlidingWindowSettings | None = None,
     on_member_done: Callable[[str, float], None] | None = None,
+    modality: str = "",
 ) -> np.ndarray:
     """Stack of member probabilities, shape (members, z, y, x), float32.
 
-    Members sharing a spacing and normalisation share one prepared input (normalising
-    and resampling a large volume costs seconds). ``on_member_done(name, seconds)`` is
-    told how long each member took.
+    ``modality`` is the DICOM Modality ("CT", "MR"; "" for a NIfTI input, inferred from
+    the values). Members sharing a spacing and normalisation share one prepared input
+    (normalising and resampling a large volume costs seconds). ``on_member_done(name,
+    seconds)`` is told how long each member took.
     """
     settings = settings or SlidingWindowSettings()
+    modality = resolve_modality(modality, image)
     stacked = np.empty((len(ensemble.members), *image.shape), dtype=np.float32)
     prepared: dict[tuple[Spacing, Normalisation], np.ndarray] = {}
     keys = [(m.member.input_spacing_mm, m.member.normalisation) for m in ensemble.members]
     last_use = {key: index for index, key in enumerate(keys)}
-    stats: Quartiles | None = None
+    reference: float | None = None
     for index, loaded in enumerate(ensemble.members):
         member = loaded.member
         started = time.perf_counter()
         key = keys[index]
         if key not in prepared:
-            if stats is None:  # one pass over the volume for every member's normalisation
-                stats = quartiles(image)
+            if reference is None:  # one pass over the volume for every member
+                reference = normalisation_reference(image, modality)
             prepared[key] = member_input(
-                image, spacing, member.input_spacing_mm, member.normalisation, stats
+                image, spacing, member.input_spacing_mm, member.normalisation, modality, reference
             )
         stacked[index] = member_probability(
             onnx_predictor(loaded),

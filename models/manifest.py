@@ -24,17 +24,20 @@ class _Strict(BaseModel):
 
 
 class Normalisation(_Strict):
-    """Robust z-score: ``clip((x - median) / (p75 - p25), low, high) / divisor``.
+    """Modality-aware normalisation (``models.normalisation``), recorded per member.
 
-    Chosen because it maps CT (HU) and MR (arbitrary units) alike: the median and the
-    inter-quartile range come from the background tissue that fills most of a study, so
-    lumens land at similar normalised values whatever the modality's scale.
+    CT: ``clip((HU - ct_centre_hu) / ct_width_hu, *ct_clip)``. MR:
+    ``clip(mr_log2_scale * log2(x / tissue level), *mr_clip)``, the tissue level being
+    the median of the body voxels (air left out). Neither depends on how much of the box
+    is air, fat or vessel, which the robust z-score of ensemble 1.x did.
     """
 
-    method: Literal["robust_zscore"] = "robust_zscore"
-    clip_low: float = -5.0
-    clip_high: float = 25.0
-    divisor: float = 10.0
+    method: Literal["modality_window"] = "modality_window"
+    ct_centre_hu: float = 40.0
+    ct_width_hu: float = Field(default=400.0, gt=0.0)
+    ct_clip: tuple[float, float] = (-2.6, 5.0)
+    mr_log2_scale: float = Field(default=0.5, gt=0.0)
+    mr_clip: tuple[float, float] = (-1.5, 2.5)
 
 
 class SegmentationMetrics(_Strict):
@@ -63,6 +66,9 @@ class Member(_Strict):
     weight: float = Field(default=1.0, gt=0.0)
     training_iterations: int = Field(ge=1)
     metrics: dict[str, SegmentationMetrics] = Field(description="by modality (CT, MR)")
+    cpu_ms_per_window: float | None = Field(
+        default=None, description="median ONNX Runtime CPU time of one window, build machine"
+    )
 
     @field_validator("sha256")
     @classmethod
@@ -92,6 +98,8 @@ class Provenance(_Strict):
     determinism_tolerance: str = Field(
         description="what 'same seed, same data, same result' guarantees, in words"
     )
+    kernel_pins: dict[str, str] = Field(default_factory=dict)
+    cpu_capability: str = ""
 
 
 class DataLockout(_Strict):
@@ -99,18 +107,106 @@ class DataLockout(_Strict):
     test_cases: int = Field(ge=1)
 
 
-class Calibration(_Strict):
-    """Study-level uncertainty score and its out-of-distribution threshold.
+StudyScoreName = Literal["member_disagreement", "vessel_mutual_information", "vessel_entropy"]
 
-    ``score`` is the members' disagreement on the vessel mask, 1 - mean pairwise Dice
-    (``models.uncertainty.study_uncertainty_score``); the threshold is set on the
-    validation split so that in-distribution studies fall below it.
+
+class Calibration(_Strict):
+    """Study-level uncertainty score and its review-flag (out-of-distribution) threshold.
+
+    ``score`` names a function of ``models.uncertainty.STUDY_SCORES``; a study whose fused
+    mask holds less than ``min_vessel_ml`` gets the top score (an angiogram without
+    vessels failed). The threshold is set on the validation split and its shift suite
+    only (``rule``); ``temperature`` rescales the fused probability's logit (mask
+    unchanged).
     """
 
-    score: Literal["member_disagreement"] = "member_disagreement"
+    score: StudyScoreName = "member_disagreement"
     ood_threshold: float = Field(gt=0.0)
+    min_vessel_ml: float = Field(default=0.0, ge=0.0)
+    temperature: float = Field(default=1.0, gt=0.0)
     validation_scores: dict[str, float]
     rule: str
+
+
+class ShiftResult(_Strict):
+    """The ensemble on one shift family at one severity (locked test seeds)."""
+
+    modality: str
+    family: str
+    severity: Literal["none", "mild", "moderate", "severe"]
+    cases: int = Field(ge=1)
+    dice: float = Field(ge=0.0, le=1.0)
+    dice_min: float = Field(ge=0.0, le=1.0)
+    cldice: float = Field(ge=0.0, le=1.0)
+    hd95_mm: float = Field(ge=0.0, description="mean; an empty mask counts as the FOV diagonal")
+    failures: int = Field(ge=0, description="studies with Dice < 0.5")
+    flagged: int = Field(ge=0)
+    failures_flagged: int = Field(ge=0)
+
+
+class ScoreEvaluation(_Strict):
+    """A candidate study score as a failure detector on one set of studies."""
+
+    score: str
+    studies: int = Field(ge=1)
+    failures: int = Field(ge=0)
+    auroc: float | None = Field(description="None when the set holds one class only")
+    aurc: float = Field(ge=0.0, description="area under the risk-coverage curve, risk 1-Dice")
+
+
+class SeverityDetection(_Strict):
+    """The flag at one shift severity ("none" = clean studies), test seeds."""
+
+    severity: Literal["none", "mild", "moderate", "severe"]
+    studies: int = Field(ge=1)
+    failures: int = Field(ge=0)
+    recall: float | None = Field(description="flagged failures / failures")
+    flag_rate: float = Field(ge=0.0, le=1.0, description="flagged / studies")
+    false_flag_rate: float = Field(ge=0.0, le=1.0, description="flagged successes / successes")
+
+
+class FailureDetection(_Strict):
+    """The review flag measured as a detector of failed segmentations (Dice < 0.5).
+
+    Threshold chosen on validation (clean + shift suite); everything else measured on
+    the locked test seeds (clean + shift suite).
+    """
+
+    score: StudyScoreName
+    threshold: float
+    studies: int = Field(ge=1)
+    failures: int = Field(ge=0)
+    recall: float | None = Field(description="flagged failures / failures")
+    false_flag_rate_clean: float = Field(ge=0.0, le=1.0)
+    auroc: float | None
+    aurc: float = Field(ge=0.0)
+    by_severity: tuple[SeverityDetection, ...]
+    candidates_validation: tuple[ScoreEvaluation, ...]
+    candidates_test: tuple[ScoreEvaluation, ...]
+    risk_coverage: tuple[tuple[float, float], ...] = Field(
+        description="(coverage, risk) along the test studies sorted by score"
+    )
+
+
+class ReliabilityBin(_Strict):
+    lower: float
+    upper: float
+    confidence: float
+    accuracy: float
+    voxels: int = Field(ge=0)
+
+
+class VoxelCalibration(_Strict):
+    """Voxel calibration of the fused probability near vessels, before/after temperature."""
+
+    region: str
+    temperature: float = Field(gt=0.0)
+    validation_ece_before: float = Field(ge=0.0)
+    validation_ece_after: float = Field(ge=0.0)
+    test_ece_before: float = Field(ge=0.0)
+    test_ece_after: float = Field(ge=0.0)
+    reliability_before: tuple[ReliabilityBin, ...]
+    reliability_after: tuple[ReliabilityBin, ...]
 
 
 class FeatureReference(_Strict):
@@ -129,7 +225,7 @@ class ReferenceStudy(_Strict):
 
 
 class EnsembleManifest(_Strict):
-    schema_version: Literal["1.0"] = "1.0"
+    schema_version: Literal["2.0"] = "2.0"
     name: str = Field(max_length=64)
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
     fusion: Literal["mean", "majority", "weighted"] = "mean"
@@ -143,6 +239,11 @@ class EnsembleManifest(_Strict):
     reference_features: tuple[ReferenceStudy, ...] = Field(
         default=(), description="per-study features of the validation split, by modality"
     )
+    robustness: tuple[ShiftResult, ...] = Field(
+        default=(), description="the shift suite on the locked test seeds"
+    )
+    failure_detection: FailureDetection | None = None
+    voxel_calibration: VoxelCalibration | None = None
 
     @model_validator(mode="after")
     def _unique_members(self) -> EnsembleManifest:

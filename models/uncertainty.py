@@ -73,3 +73,66 @@ def study_uncertainty_score(member_probabilities: np.ndarray, threshold: float =
             overlap = int(np.count_nonzero(masks[a] & masks[b]))
             agreement.append(1.0 if total == 0 else 2.0 * overlap / total)
     return float(1.0 - np.mean(agreement))
+
+
+def _vessel_region(member_probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """Voxels any member calls vessel: where a vessel-map failure can show."""
+    return np.any(member_probabilities >= threshold, axis=0)
+
+
+def vessel_mutual_information(member_probabilities: np.ndarray, threshold: float = 0.5) -> float:
+    """Mean mutual information (epistemic, nats) over the voxels any member calls vessel."""
+    region = _vessel_region(member_probabilities, threshold)
+    if not region.any():
+        return 0.0
+    return float(
+        voxel_uncertainty(
+            member_probabilities[:, region][..., None, None]
+        ).mutual_information.mean()
+    )
+
+
+def vessel_entropy(member_probabilities: np.ndarray, threshold: float = 0.5) -> float:
+    """Mean predictive entropy (total, nats) over the voxels any member calls vessel."""
+    region = _vessel_region(member_probabilities, threshold)
+    if not region.any():
+        return 0.0
+    return float(binary_entropy(member_probabilities[:, region].mean(axis=0)).mean())
+
+
+STUDY_SCORES = {
+    "member_disagreement": study_uncertainty_score,
+    "vessel_mutual_information": vessel_mutual_information,
+    "vessel_entropy": vessel_entropy,
+}
+# An angiogram always shows vessels: a study in which the ensemble finds (almost) none
+# failed, whatever the members' agreement on "nothing" says. It gets the top score.
+NO_VESSEL_SCORE = 1.0
+
+
+def study_score(
+    name: str,
+    member_probabilities: np.ndarray,
+    voxel_ml: float,
+    min_vessel_ml: float,
+    threshold: float = 0.5,
+) -> float:
+    """The study score ``name`` (``STUDY_SCORES``), or ``NO_VESSEL_SCORE`` when the fused
+    mask holds less than ``min_vessel_ml`` of vessel."""
+    if name not in STUDY_SCORES:
+        raise ValueError(f"unknown study score {name!r}; choose from {sorted(STUDY_SCORES)}")
+    fused_ml = float(np.count_nonzero(member_probabilities.mean(axis=0) >= threshold)) * voxel_ml
+    if fused_ml < min_vessel_ml:
+        return NO_VESSEL_SCORE
+    return float(STUDY_SCORES[name](member_probabilities, threshold))
+
+
+def temperature_scaled(probability: np.ndarray, temperature: float) -> np.ndarray:
+    """``sigmoid(logit(p) / T)``, float32: calibrated probabilities with the same 0.5 cut,
+    so the vessel mask is unchanged (Guo et al. 2017, applied to the fused probability)."""
+    if temperature == 1.0:
+        return probability.astype(np.float32, copy=False)
+    p = np.clip(probability, _EPS, 1.0 - _EPS).astype(np.float32)
+    logit = np.log(p) - np.log1p(-p)
+    logit /= np.float32(temperature)
+    return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)

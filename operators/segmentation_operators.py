@@ -18,7 +18,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 from models.features import study_features
 from models.inference import SlidingWindowSettings, ensemble_probabilities, fuse
 from models.loader import LoadedEnsemble
-from models.uncertainty import study_uncertainty_score, voxel_uncertainty
+from models.uncertainty import study_score, temperature_scaled, voxel_uncertainty
 from operators.run_report import RunRecorder
 from operators.series_volume import SegmentationResult, SeriesVolume
 
@@ -33,24 +33,39 @@ class SeriesWork:
 
 
 def segmentation_result(
-    ensemble: LoadedEnsemble, member_probabilities: np.ndarray, fusion: str | None
+    ensemble: LoadedEnsemble,
+    member_probabilities: np.ndarray,
+    fusion: str | None,
+    spacing: tuple[float, float, float],
 ) -> SegmentationResult:
-    """Fuse members and compute the uncertainty maps, score and OOD flag."""
+    """Fuse members and compute the uncertainty maps, study score and review flag.
+
+    The fused probability is temperature-scaled (``calibration.temperature``; the 0.5 cut
+    and so the mask are unchanged), the study score is the one the manifest names.
+    """
     manifest = ensemble.manifest
+    calibration = manifest.calibration
     method = fusion or manifest.fusion
     weights = [member.weight for member in manifest.members]
     probability = fuse(member_probabilities, method, weights, manifest.probability_threshold)
+    mask = (probability >= manifest.probability_threshold).astype(np.uint8)
+    if method != "majority":  # a vote fraction is not a probability to rescale
+        probability = temperature_scaled(probability, calibration.temperature)
     maps = voxel_uncertainty(member_probabilities)
     return SegmentationResult(
         mean_probability=probability.astype(np.float32),
-        mask=(probability >= manifest.probability_threshold).astype(np.uint8),
+        mask=mask,
         predictive_entropy=maps.predictive_entropy,
         expected_entropy=maps.expected_entropy,
         mutual_information=maps.mutual_information,
-        uncertainty_score=study_uncertainty_score(
-            member_probabilities, manifest.probability_threshold
+        uncertainty_score=study_score(
+            calibration.score,
+            member_probabilities,
+            float(np.prod(spacing)) / 1000.0,
+            calibration.min_vessel_ml,
+            manifest.probability_threshold,
         ),
-        ood_threshold=manifest.calibration.ood_threshold,
+        ood_threshold=calibration.ood_threshold,
         model_name=manifest.name,
         model_version=manifest.version,
         member_names=tuple(member.name for member in manifest.members),
@@ -93,6 +108,7 @@ class EnsembleInferenceOperator(Operator):
                     item.volume.geometry.spacing,
                     self.settings,
                     on_member_done=self._member_done,
+                    modality=item.volume.modality,
                 )
             done.append(replace(item, member_probabilities=stack))
         op_output.emit(done, "series_work")
@@ -125,7 +141,12 @@ class UncertaintyOperator(Operator):
         for item in work:
             assert item.member_probabilities is not None
             with self.recorder.stage("uncertainty"):
-                result = segmentation_result(self.ensemble, item.member_probabilities, self.fusion)
+                result = segmentation_result(
+                    self.ensemble,
+                    item.member_probabilities,
+                    self.fusion,
+                    item.volume.geometry.spacing,
+                )
             outcome = self.recorder.outcome(item.volume.series_instance_uid)
             outcome.uncertainty_score = round(result.uncertainty_score, 6)
             outcome.ood_threshold = result.ood_threshold

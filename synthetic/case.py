@@ -7,14 +7,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synthetic.appearance import Appearance, AppearanceProfile, draw_appearance, draw_spacing
+from synthetic.artefacts import body_outline
 from synthetic.geometry import VoxelGeometry
 from synthetic.rasterize import occupancy, signed_distance
 from synthetic.render import render_ct, render_mr_tof
-from synthetic.tree import grow_tree
+from synthetic.tree import Branch, grow_tree
 
 # Bump whenever a change alters generated voxels: it is recorded in the model manifest's
 # provenance and in every split index, so stale data is never mixed with new models.
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "2.0.0"
 
 DEFAULT_FOV_MM = (40.0, 48.0, 48.0)
 
@@ -35,13 +37,7 @@ class SyntheticCase:
     image: np.ndarray
     mask: np.ndarray
     geometry: VoxelGeometry
-
-
-def draw_spacing(rng: np.random.Generator) -> tuple[float, float, float]:
-    """Anisotropic clinical spacing: in-plane 0.4-0.8 mm, slices 0.5-1.5 mm (dz, dy, dx)."""
-    in_plane = round(float(rng.uniform(0.4, 0.8)), 3)
-    slice_mm = round(float(rng.uniform(0.5, 1.5)), 3)
-    return (slice_mm, in_plane, in_plane)
+    appearance: Appearance
 
 
 def generate_case(
@@ -49,12 +45,25 @@ def generate_case(
     modality: Modality | str,
     spacing: tuple[float, float, float] | None = None,
     fov_mm: tuple[float, float, float] = DEFAULT_FOV_MM,
+    appearance: Appearance | AppearanceProfile = "typical",
 ) -> SyntheticCase:
-    """Deterministically generate the case for ``seed``: same seed, same voxels."""
+    """Deterministically generate the case for ``seed``: same seed, same voxels.
+
+    The tree, the appearance and the noise come from separate random streams of the seed,
+    so a shifted variant of a case (``appearance`` given) keeps the same vessels.
+    Slices thicker than ``_FINE_SLICE_MM`` are rendered on a finer grid and averaged, as a
+    scanner integrates over its slice profile (partial volume along z).
+    """
     modality = Modality(modality)
-    rng = np.random.default_rng([seed, 0 if modality is Modality.CT else 1])
-    if spacing is None:
-        spacing = draw_spacing(rng)
+    stream = 0 if modality is Modality.CT else 1
+    geometry_rng = np.random.default_rng([seed, stream, 0])
+    appearance_rng = np.random.default_rng([seed, stream, 1])
+    render_rng = np.random.default_rng([seed, stream, 2])
+    profile: AppearanceProfile = "typical" if isinstance(appearance, Appearance) else appearance
+    drawn_spacing, drawn = _draw_physics(appearance_rng, modality, profile)
+    spacing = spacing or drawn_spacing
+    if not isinstance(appearance, Appearance):
+        appearance = drawn
     shape = (
         max(1, round(fov_mm[0] / spacing[0])),
         max(1, round(fov_mm[1] / spacing[1])),
@@ -65,17 +74,87 @@ def generate_case(
         (shape[1] - 1) * spacing[1],
         (shape[2] - 1) * spacing[2],
     )
-    branches = grow_tree(box, rng)
-    sdf = signed_distance(branches, shape, spacing)
-    mask = (sdf <= 0.0).astype(np.uint8)
-    vessel = occupancy(sdf, spacing)
+    branches = grow_tree(box, geometry_rng)
+    mask = signed_distance(branches, shape, spacing) <= 0.0
+    body = None
+    if appearance.body_fraction is not None:
+        body = body_outline(
+            shape, spacing, appearance.body_fraction, appearance_rng, _vessel_centre(mask, spacing)
+        )
+    if body is not None:
+        mask &= body  # vessels end at the skin
+    image = _render(branches, shape, spacing, modality, appearance, body, render_rng)
     if modality is Modality.CT:
-        image = np.clip(np.rint(render_ct(vessel, branches, spacing, rng)), -1024, 3071)
-        stored = image.astype(np.int16)
+        stored = np.clip(np.rint(image), -1024, 3071).astype(np.int16)
     else:
-        image = np.clip(np.rint(render_mr_tof(vessel, spacing, rng)), 0, 4095)
-        stored = image.astype(np.uint16)
+        stored = np.clip(np.rint(image), 0, 4095).astype(np.uint16)
     # Centre the grid on the isocentre, as a scanner would place a small FOV.
     origin = (-box[2] / 2.0, -box[1] / 2.0, -box[0] / 2.0)
     geometry = VoxelGeometry(shape=shape, spacing=spacing, origin=origin)
-    return SyntheticCase(seed=seed, modality=modality, image=stored, mask=mask, geometry=geometry)
+    return SyntheticCase(
+        seed=seed,
+        modality=modality,
+        image=stored,
+        mask=mask.astype(np.uint8),
+        geometry=geometry,
+        appearance=appearance,
+    )
+
+
+_FINE_SLICE_MM = 0.8
+
+
+def _draw_physics(
+    rng: np.random.Generator, modality: Modality, profile: AppearanceProfile
+) -> tuple[tuple[float, float, float], Appearance]:
+    return draw_spacing(rng, profile), draw_appearance(rng, modality.value, profile)
+
+
+def typical_physics(
+    seed: int, modality: Modality | str
+) -> tuple[tuple[float, float, float], Appearance]:
+    """Spacing and appearance ``generate_case(seed, modality)`` uses, without rendering."""
+    modality = Modality(modality)
+    stream = 0 if modality is Modality.CT else 1
+    return _draw_physics(np.random.default_rng([seed, stream, 1]), modality, "typical")
+
+
+def _vessel_centre(mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float]:
+    """In-plane centroid of the vessels (mm from the FOV centre), kept within 20 % of it."""
+    if not mask.any():
+        return (0.0, 0.0)
+    _, y, x = np.nonzero(mask)
+    centre = []
+    for values, axis in ((y, 1), (x, 2)):
+        offset = (float(values.mean()) - (mask.shape[axis] - 1) / 2.0) * spacing[axis]
+        limit = 0.2 * mask.shape[axis] * spacing[axis]
+        centre.append(float(np.clip(offset, -limit, limit)))
+    return (centre[0], centre[1])
+
+
+def _render(
+    branches: list[Branch],
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    modality: Modality,
+    appearance: Appearance,
+    body: np.ndarray | None,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The image on ``shape``; thick slices averaged from ``factor`` thin ones."""
+    factor = max(1, int(np.ceil(spacing[0] / _FINE_SLICE_MM)))
+    fine_spacing = (spacing[0] / factor, spacing[1], spacing[2])
+    fine_shape = (shape[0] * factor, shape[1], shape[2])
+    # Thin slice j of thick slice i sits at i*dz + (j - (factor-1)/2) * dz/factor; the
+    # fine grid starts at 0, so move the tree by the first thin slice's offset.
+    shift = np.array([(factor - 1) / 2.0 * fine_spacing[0], 0.0, 0.0])
+    moved = [Branch(points=b.points + shift, radii=b.radii) for b in branches]
+    vessel = occupancy(signed_distance(moved, fine_shape, fine_spacing), fine_spacing)
+    fine_body = None if body is None else np.broadcast_to(body[:1], fine_shape)
+    if fine_body is not None:
+        vessel *= fine_body
+    if modality is Modality.CT:
+        fine = render_ct(vessel, moved, fine_spacing, appearance, fine_body, rng)
+    else:
+        fine = render_mr_tof(vessel, fine_spacing, appearance, fine_body, rng)
+    return fine.reshape(shape[0], factor, shape[1], shape[2]).mean(axis=1)

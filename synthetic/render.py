@@ -6,6 +6,7 @@ CTA: iodinated contrast makes lumens 250-500 HU over ~40 HU soft tissue; bone (c
 MR TOF: inflowing blood is bright over suppressed stationary tissue; fat stays fairly
 bright; a smooth multiplicative bias field comes from coil sensitivity; magnitude images
 carry Rician noise (the modulus of complex Gaussian noise).
+How bright, noisy, biased and artefact-laden a study is comes from its ``Appearance``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from synthetic.appearance import Appearance
+from synthetic.artefacts import metal_streaks, motion_ghosts, rings
 from synthetic.tree import Branch
 
 
@@ -94,39 +97,78 @@ def render_ct(
     vessel_occupancy: np.ndarray,
     branches: list[Branch],
     spacing: tuple[float, float, float],
+    appearance: Appearance,
+    body: np.ndarray | None,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """CT angiography in Hounsfield units, float32."""
+    """CT angiography in Hounsfield units, float32; air (-1000 HU) outside ``body``."""
     shape = vessel_occupancy.shape
-    tissue = rng.uniform(30.0, 60.0) + 12.0 * smooth_field(shape, spacing, 6.0, rng)
-    fat = smooth_field(shape, spacing, 10.0, rng) > 1.1
-    tissue[fat] = -90.0
-    cortex, cancellous = _bone(shape, spacing, rng)
-    tissue[cancellous] = rng.uniform(180.0, 320.0)
-    tissue[cortex] = rng.uniform(700.0, 1400.0)
-    lumen = rng.uniform(250.0, 500.0)
-    image = tissue + vessel_occupancy * (lumen - tissue)
+    tissue = appearance.background + 12.0 * smooth_field(shape, spacing, 6.0, rng)
+    if appearance.fat:
+        tissue[smooth_field(shape, spacing, 10.0, rng) > 1.1] = rng.uniform(-120.0, -60.0)
+    if appearance.bone:
+        cortex, cancellous = _bone(shape, spacing, rng)
+        tissue[cancellous] = rng.uniform(180.0, 320.0)
+        tissue[cortex] = rng.uniform(700.0, 1400.0)
+    if body is not None:
+        tissue[~body] = -1000.0
+    image = tissue + vessel_occupancy * (appearance.lumen - tissue)
     plaques = _calcifications(branches, shape, spacing, rng)
     image[plaques] = np.maximum(image[plaques], rng.uniform(600.0, 1000.0))
     image = _blur(image, spacing, fwhm_mm=0.6)
-    image += rng.normal(scale=rng.uniform(10.0, 25.0), size=shape)
+    sigma = rng.uniform(10.0, 25.0) * appearance.noise_scale
+    image = _artefacts(
+        image, spacing, appearance, appearance.lumen - appearance.background, sigma, rng
+    )
+    if appearance.bias_amplitude > 0.0:  # cupping / beam hardening: a smooth HU offset
+        image = image + 100.0 * appearance.bias_amplitude * smooth_field(shape, spacing, 40.0, rng)
+    image += rng.normal(scale=sigma, size=shape)
     return image.astype(np.float32)
 
 
 def render_mr_tof(
-    vessel_occupancy: np.ndarray, spacing: tuple[float, float, float], rng: np.random.Generator
+    vessel_occupancy: np.ndarray,
+    spacing: tuple[float, float, float],
+    appearance: Appearance,
+    body: np.ndarray | None,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """MR time-of-flight angiography in arbitrary units (>= 0), float32."""
+    """MR time-of-flight angiography in arbitrary units (>= 0), float32; no signal in air."""
     shape = vessel_occupancy.shape
-    tissue = rng.uniform(90.0, 150.0) + 15.0 * smooth_field(shape, spacing, 6.0, rng)
-    fat = smooth_field(shape, spacing, 10.0, rng) > 1.0
-    tissue[fat] = rng.uniform(220.0, 320.0)
-    blood = rng.uniform(450.0, 900.0)
+    background = appearance.background
+    tissue = background * (1.0 + 0.12 * smooth_field(shape, spacing, 6.0, rng))
+    if appearance.fat:
+        tissue[smooth_field(shape, spacing, 10.0, rng) > 1.0] = background * rng.uniform(1.6, 2.6)
+    if body is not None:
+        tissue[~body] = 0.0
+    blood = appearance.lumen * background
     image = tissue + vessel_occupancy * (blood - tissue)
     image = _blur(image, spacing, fwhm_mm=0.6)
-    bias = np.exp(0.15 * smooth_field(shape, spacing, 40.0, rng))
-    image *= bias
-    sigma = rng.uniform(12.0, 28.0)
+    sigma = background / rng.uniform(6.0, 12.0) * appearance.noise_scale
+    image = _artefacts(image, spacing, appearance, blood - background, sigma, rng)
+    np.maximum(image, 0.0, out=image)  # a signal void cannot go below zero
+    image *= np.exp(max(appearance.bias_amplitude, 1e-3) * smooth_field(shape, spacing, 40.0, rng))
+    if appearance.gamma != 1.0:
+        image = background * (image / background) ** appearance.gamma
     real = image + rng.normal(scale=sigma, size=shape)
     imaginary = rng.normal(scale=sigma, size=shape)
-    return np.sqrt(real * real + imaginary * imaginary).astype(np.float32)
+    magnitude = np.sqrt(real * real + imaginary * imaginary) * appearance.intensity_scale
+    return magnitude.astype(np.float32)
+
+
+def _artefacts(
+    image: np.ndarray,
+    spacing: tuple[float, float, float],
+    appearance: Appearance,
+    contrast: float,
+    sigma: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    shape = image.shape
+    if appearance.streaks > 0.0:
+        image = image + metal_streaks(shape, spacing, appearance.streaks * contrast, rng)
+    if appearance.rings > 0.0:
+        image = image + rings(shape, spacing, appearance.rings * sigma, rng)
+    if appearance.ghosting > 0.0:
+        image = motion_ghosts(image, appearance.ghosting, rng)
+    return np.asarray(image, dtype=np.float32)

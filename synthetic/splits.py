@@ -20,17 +20,24 @@ import numpy as np
 from pydantic import BaseModel
 
 from compliance.audit.events import record_test_set_access
+from synthetic.appearance import AppearanceProfile
 from synthetic.case import GENERATOR_VERSION, Modality, generate_case
 from synthetic.geometry import VoxelGeometry
 from synthetic.nifti import read_nifti, write_nifti
 
 SplitName = Literal["train", "val", "test"]
 
-# Disjoint seed ranges; both modalities are rendered for every seed.
+# Disjoint seed ranges; both modalities are rendered for every seed. Training studies
+# get randomised physics (domain randomisation), validation and test typical ones.
 SPLIT_SEEDS: dict[str, range] = {
-    "train": range(0, 16),
+    "train": range(0, 64),
     "val": range(1000, 1012),
     "test": range(2000, 2006),
+}
+SPLIT_PROFILES: dict[str, AppearanceProfile] = {
+    "train": "randomised",
+    "val": "typical",
+    "test": "typical",
 }
 
 
@@ -87,7 +94,7 @@ def write_split(split: SplitName, out_dir: Path, seeds: range | None = None) -> 
     for seed in seeds if seeds is not None else SPLIT_SEEDS[split]:
         for modality in Modality:
             name = case_name(modality, seed)
-            case = generate_case(seed, modality)
+            case = generate_case(seed, modality, appearance=SPLIT_PROFILES[split])
             write_nifti(out_dir / f"{name}_image.nii.gz", case.image, case.geometry)
             write_nifti(out_dir / f"{name}_mask.nii.gz", case.mask, case.geometry)
             _digest_update(digest, name, case.image, case.mask, case.geometry)

@@ -16,9 +16,11 @@ from models.builder.export import (
     export_with_parity,
     parity_max_difference,
 )
+from models.builder.model_card import CARD_NAME, FIGURES
 from models.builder.train import build_network, seed_everything
 from models.loader import load_ensemble
 from models.manifest import read_manifest
+from models.uncertainty import STUDY_SCORES
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +33,58 @@ def smoke_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return first, second
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-082")
 def test_smoke_build_is_deterministic(smoke_builds: tuple[Path, Path]) -> None:
     first, second = (read_manifest(folder) for folder in smoke_builds)
     assert [m.sha256 for m in first.members] == [m.sha256 for m in second.members]
     assert first.ensemble_metrics == second.ensemble_metrics
-    assert first.calibration.ood_threshold == second.calibration.ood_threshold
+    assert first.calibration == second.calibration
+    assert first.robustness == second.robustness
+    assert first.failure_detection == second.failure_detection
+    assert first.voxel_calibration == second.voxel_calibration
+
+
+@pytest.mark.requirement("SRS-081", "SRS-017", "SRS-007")
+def test_smoke_build_measures_shifts_failure_detection_and_calibration(
+    smoke_builds: tuple[Path, Path],
+) -> None:
+    manifest = read_manifest(smoke_builds[0])
+    rows = {(r.modality, r.family, r.severity) for r in manifest.robustness}
+    for modality in ("CT", "MR"):
+        assert (modality, "clean", "none") in rows
+        assert {(modality, family, "severe") for family in SMOKE.shift_families or ()} <= rows
+    detection = manifest.failure_detection
+    assert detection is not None and detection.score == manifest.calibration.score
+    assert detection.threshold == manifest.calibration.ood_threshold
+    assert {c.score for c in detection.candidates_validation} == set(STUDY_SCORES)
+    assert detection.studies == sum(r.cases for r in manifest.robustness)
+    calibration = manifest.voxel_calibration
+    assert calibration is not None and calibration.temperature == manifest.calibration.temperature
+    assert sum(b.voxels for b in calibration.reliability_after) > 0
+    assert manifest.provenance.kernel_pins["ATEN_CPU_CAPABILITY"] == "avx2"
+    for member in manifest.members:
+        assert member.cpu_ms_per_window is not None and member.cpu_ms_per_window > 0
+
+
+@pytest.mark.requirement("SRS-081")
+def test_model_card_is_generated_from_the_manifest(smoke_builds: tuple[Path, Path]) -> None:
+    folder = smoke_builds[0]
+    manifest = read_manifest(folder)
+    card = (folder / CARD_NAME).read_text()
+    for heading in (
+        "## Intended use",
+        "## Robustness",
+        "## Failure detection",
+        "## Voxel calibration",
+        "## Limits",
+        "## Reproducibility",
+    ):
+        assert heading in card
+    assert f"{manifest.ensemble_metrics['CT'].dice:.4f}" in card
+    assert f"threshold {manifest.calibration.ood_threshold:.4f}" in card
+    for figure in FIGURES.values():
+        assert f"]({figure})" in card
+        assert (folder / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.requirement("SRS-019", "SRS-016", "SRS-017")

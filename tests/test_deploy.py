@@ -298,6 +298,7 @@ def test_bundle_cli_builds_and_verifies_offline(
     assert manifest["release"] == 1 and manifest["version"] == build.project_version()
     assert manifest["git_commit"].startswith(build.git_revision()[:40])
     assert {f["path"] for f in manifest["files"]} == set(names[2:])
+    assert "models/minivess-vessel-ensemble/model_card.md" in names  # the card ships
     for component in python_sbom["components"]:  # the lock's hashes, per distribution
         assert any(ref.get("hashes") for ref in component["externalReferences"]), component
     assert (bundle.parent / f"{bundle.name}.sha256").read_text().split()[0] == summary["sha256"]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from models.builder.build import build
 from models.builder.config import SHIPPED, SMOKE
+from models.builder.model_card import write_model_card
+from models.manifest import read_manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +28,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip training members whose checkpoint matches the recipe",
     )
+    parser.add_argument(
+        "--card-only",
+        action="store_true",
+        help="redraw the model card from the manifest in --out-dir; train nothing",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.card_only:
+        card = write_model_card(read_manifest(args.out_dir), args.out_dir)
+        print(f"model card: {card}")
+        return 0
     recipe = SMOKE if args.smoke else SHIPPED
     if args.smoke and args.out_dir == Path("models/ensemble"):
         parser.error("--smoke must not overwrite the shipped ensemble: pass --out-dir")
@@ -37,7 +48,20 @@ def main(argv: list[str] | None = None) -> int:
             f"ensemble {modality}: Dice {metrics.dice:.4f}  clDice {metrics.cldice:.4f}  "
             f"HD95 {metrics.hd95_mm:.2f} mm  ({metrics.cases} test cases)"
         )
-    print(f"OOD threshold {manifest.calibration.ood_threshold:.5f}; manifest in {args.out_dir}")
+    detection = manifest.failure_detection
+    if detection is not None:
+        print(
+            f"review flag: {detection.score} > {detection.threshold:.4f}; test recall "
+            f"{detection.recall}, clean false flags {detection.false_flag_rate_clean}, "
+            f"AUROC {detection.auroc}, AURC {detection.aurc}"
+        )
+    if manifest.voxel_calibration is not None:
+        calibration = manifest.voxel_calibration
+        print(
+            f"voxel calibration: T {calibration.temperature}, test ECE "
+            f"{calibration.test_ece_before} -> {calibration.test_ece_after}"
+        )
+    print(f"manifest and model card in {args.out_dir}")
     return 0
 
 

@@ -1,8 +1,10 @@
 """Build the shipped ensemble end to end: data -> train -> ONNX + parity -> evaluate -> manifest.
 
 Run as ``python -m models.builder`` (``make models``). Every step is seeded; the manifest
-records the recipe's results on the locked test split, the uncertainty calibration from the
-validation split and the drift reference profile.
+records the recipe's results on the locked test split and the shift suite of its seeds,
+the failure-flag threshold and the temperature fitted on validation studies (clean and
+shifted), failure detection and voxel calibration measured on test, and the drift
+reference profile.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import importlib
 import logging
 import os
 import subprocess
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,11 +20,26 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from models.builder.config import BuildRecipe, MemberRecipe
+from models.builder.config import BuildRecipe
+from models.builder.determinism import PINNED_KERNELS, cpu_capability
+from models.builder.evaluate import (
+    MIN_VESSEL_ML,
+    CalibrationVoxels,
+    clean,
+    cpu_ms_per_window,
+    evaluate_case,
+    failure_detection,
+    predict_members,
+    robustness_table,
+    run_studies,
+    segmentation_metrics,
+    shift_suite,
+    voxel_calibration,
+)
 from models.builder.export import export_with_parity
+from models.builder.model_card import write_model_card
 from models.builder.train import build_network, prepare_cases, train_member
-from models.features import reference_profile, study_features
-from models.inference import SlidingWindowSettings, member_probability
+from models.features import reference_profile
 from models.loader import sha256_of
 from models.manifest import (
     MANIFEST_NAME,
@@ -33,19 +49,11 @@ from models.manifest import (
     Member,
     Provenance,
     ReferenceStudy,
-    SegmentationMetrics,
 )
-from models.metrics import cldice, dice, hd95
-from models.uncertainty import study_uncertainty_score, voxel_uncertainty
 from synthetic.case import GENERATOR_VERSION
-from synthetic.splits import LoadedCase, SplitIndex, read_split, read_split_index, write_split
+from synthetic.splits import SplitIndex, read_split, read_split_index, write_split
 
 log = logging.getLogger(__name__)
-EVALUATION = SlidingWindowSettings(overlap=0.25, batch_size=2)
-# Validation studies are in distribution by construction; the margin keeps the false
-# alarm rate on them at zero while inputs unlike the training data (noise, inverted
-# contrast, heavy noise) score well above it (tests/test_ood.py).
-OOD_MARGIN = 1.25
 
 
 def ensure_split(data_dir: Path, split: str, seeds: tuple[int, int]) -> SplitIndex:
@@ -84,60 +92,6 @@ def _created() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
     return moment.replace(microsecond=0).isoformat()
-
-
-@dataclass
-class CasePrediction:
-    case: LoadedCase
-    members: np.ndarray  # (M, z, y, x)
-
-
-def predict_cases(
-    cases: list[LoadedCase], sessions: list[ort.InferenceSession], recipes: tuple[MemberRecipe, ...]
-) -> list[CasePrediction]:
-    results = []
-    for case in cases:
-        stack = []
-        for session, recipe in zip(sessions, recipes, strict=True):
-
-            def predict(batch: np.ndarray, s: ort.InferenceSession = session) -> np.ndarray:
-                return np.asarray(s.run(None, {"image": batch})[0])
-
-            stack.append(
-                member_probability(
-                    predict,
-                    case.image,
-                    case.geometry.spacing,
-                    recipe.input_spacing_mm,
-                    recipe.patch_size,
-                    recipe.normalisation,
-                    EVALUATION,
-                )
-            )
-        results.append(CasePrediction(case, np.stack(stack)))
-    return results
-
-
-def _metrics(pairs: list[tuple[np.ndarray, LoadedCase]]) -> dict[str, SegmentationMetrics]:
-    by_modality: dict[str, list[tuple[float, float, float]]] = {}
-    for probability, case in pairs:
-        predicted = probability >= 0.5
-        by_modality.setdefault(case.modality.value, []).append(
-            (
-                dice(predicted, case.mask),
-                cldice(predicted, case.mask),
-                hd95(predicted, case.mask, case.geometry.spacing),
-            )
-        )
-    return {
-        modality: SegmentationMetrics(
-            cases=len(rows),
-            dice=round(float(np.mean([r[0] for r in rows])), 4),
-            cldice=round(float(np.mean([r[1] for r in rows])), 4),
-            hd95_mm=round(float(np.mean([r[2] for r in rows])), 3),
-        )
-        for modality, rows in sorted(by_modality.items())
-    }
 
 
 def build(
@@ -200,37 +154,38 @@ def build(
             )
         )
 
-    log.info("calibrating on the validation split")
-    val_predictions = predict_cases(val_cases, sessions, recipe.members)
-    val_scores: dict[str, float] = {}
-    profile_rows = []
-    reference_studies = []
-    for prediction in val_predictions:
-        maps = voxel_uncertainty(prediction.members)
-        score = study_uncertainty_score(prediction.members)
-        val_scores[prediction.case.name] = round(score, 6)
-        profile_rows.append(
-            study_features(
-                prediction.case.image,
-                prediction.case.geometry.spacing,
-                maps.mean_probability,
-                score,
-            )
-        )
-        reference_studies.append(
-            ReferenceStudy(modality=prediction.case.modality.value, features=profile_rows[-1])
-        )
-    threshold = max(max(val_scores.values()) * OOD_MARGIN, 1e-4)
+    log.info("validation: clean split and shift suite (fits the flag threshold, temperature)")
+    val_voxels = CalibrationVoxels()
+    val_outcomes = run_studies(clean(val_cases), sessions, recipe.members, val_voxels)
+    val_outcomes += run_studies(shift_suite(recipe, "val"), sessions, recipe.members)
 
-    log.info("evaluating on the locked test split")
+    log.info("evaluating on the locked test split and the shift suite of its seeds")
     test_cases = read_split(
         data_dir / "test",
         expected_sha256=test_index.content_sha256,
-        purpose="builder: final evaluation of the ensemble on the locked test split",
+        purpose="builder: final evaluation of the ensemble on the locked test split "
+        "and the shift suite of its seeds",
     )
-    test_predictions = predict_cases(test_cases, sessions, recipe.members)
+    test_voxels = CalibrationVoxels()
+    test_members = [predict_members(case, sessions, recipe.members) for case in test_cases]
+    test_outcomes = [
+        evaluate_case(case, stack, "clean", "none", test_voxels)
+        for case, stack in zip(test_cases, test_members, strict=True)
+    ]
+    test_outcomes += run_studies(shift_suite(recipe, "test"), sessions, recipe.members)
+
+    detection, rule = failure_detection(val_outcomes, test_outcomes)
+    calibration_block = voxel_calibration(val_voxels, test_voxels)
+    val_clean = [o for o in val_outcomes if o.family == "clean"]
+    profile_rows = [
+        {**(o.features or {}), "uncertainty_score": o.scores[detection.score]} for o in val_clean
+    ]
     for index, member_recipe in enumerate(recipe.members):
         destination = out_dir / f"{member_recipe.name}.onnx"
+        single = [
+            evaluate_case(case, stack[index : index + 1].repeat(2, axis=0), "clean", "none")
+            for case, stack in zip(test_cases, test_members, strict=True)
+        ]
         members.append(
             Member(
                 name=member_recipe.name,
@@ -245,16 +200,17 @@ def build(
                 normalisation=member_recipe.normalisation,
                 onnx_opset=recipe.onnx_opset,
                 training_iterations=member_recipe.iterations,
-                metrics=_metrics([(p.members[index], p.case) for p in test_predictions]),
+                metrics=segmentation_metrics(single),
+                cpu_ms_per_window=cpu_ms_per_window(sessions[index], member_recipe.patch_size),
             )
         )
-    ensemble_metrics = _metrics([(p.members.mean(axis=0), p.case) for p in test_predictions])
+    clean_test = [o for o in test_outcomes if o.family == "clean"]
 
     manifest = EnsembleManifest(
         name=recipe.ensemble_name,
         version=recipe.version,
         members=tuple(members),
-        ensemble_metrics=ensemble_metrics,
+        ensemble_metrics=segmentation_metrics(clean_test),
         data=DataLockout(
             test_split_sha256=test_index.content_sha256, test_cases=len(test_index.cases)
         ),
@@ -271,17 +227,30 @@ def build(
                 for name in ("torch", "monai", "onnx", "onnxruntime", "numpy", "scipy")
             },
             determinism_tolerance=(
-                "same recipe, data and thread count on the same CPU type: identical weights; "
-                "elsewhere test Dice equal within 1e-3"
+                "same recipe, data and thread count with the pinned AVX2 kernels "
+                "(kernel_pins): identical ONNX bytes on any x86-64 machine with AVX2; "
+                "metrics from ONNX Runtime equal within 1e-3"
             ),
+            kernel_pins=dict(PINNED_KERNELS),
+            cpu_capability=cpu_capability(),
         ),
         calibration=Calibration(
-            ood_threshold=threshold,
-            validation_scores=val_scores,
-            rule=f"{OOD_MARGIN} x the highest validation study score",
+            score=detection.score,
+            ood_threshold=detection.threshold,
+            min_vessel_ml=MIN_VESSEL_ML,
+            temperature=calibration_block.temperature,
+            validation_scores={o.name: o.scores[detection.score] for o in val_clean},
+            rule=rule,
         ),
         reference_profile=reference_profile(profile_rows),
-        reference_features=tuple(reference_studies),
+        reference_features=tuple(
+            ReferenceStudy(modality=o.modality, features=row)
+            for o, row in zip(val_clean, profile_rows, strict=True)
+        ),
+        robustness=robustness_table(test_outcomes, detection.score, detection.threshold),
+        failure_detection=detection,
+        voxel_calibration=calibration_block,
     )
     (out_dir / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
+    write_model_card(manifest, out_dir)
     return manifest

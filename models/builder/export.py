@@ -75,8 +75,9 @@ def parity_inputs(
     real_patch: np.ndarray, patch: tuple[int, int, int], seed: int
 ) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    # Another size than the export example, still divisible by the networks' strides.
-    other = (max(8, patch[0] - 8), patch[1], patch[2] + 8)
+    # Another size than the export example, still divisible by the networks' strides
+    # (up to four stride-2 levels: 16).
+    other = (max(16, patch[0] - 16), patch[1], patch[2] + 16)
     return [
         rng.normal(size=(2, 1, *patch)).astype(np.float32),
         real_patch[None, None].astype(np.float32),

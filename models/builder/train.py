@@ -17,8 +17,10 @@ import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import SegResNet, UNet
 
+from models.builder.augment import Augmenter
 from models.builder.config import MemberRecipe
-from models.inference import normalise, resample
+from models.inference import resample
+from models.normalisation import normalise
 from synthetic.splits import LoadedCase
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ def prepare_cases(cases: list[LoadedCase], recipe: MemberRecipe) -> list[Prepare
     """Normalise on the native grid, then resample image and mask to the member spacing."""
     prepared = []
     for case in cases:
-        normalised = normalise(case.image, recipe.normalisation)
+        normalised = normalise(case.image, recipe.normalisation, case.modality.value)
         image = resample(normalised, case.geometry.spacing, recipe.input_spacing_mm, order=1)
         mask_prob = resample(
             case.mask.astype(np.float32), case.geometry.spacing, recipe.input_spacing_mm, order=1
@@ -102,8 +104,8 @@ def _sample_patch(
     for axis in range(3):
         if rng.random() < 0.5:
             x, y = np.flip(x, axis), np.flip(y, axis)
-    # Intensity jitter in normalised space: robustness to contrast and scanner differences.
-    x = x * np.float32(rng.uniform(0.85, 1.15)) + np.float32(rng.uniform(-0.05, 0.05))
+    turns = int(rng.integers(0, 4))  # patches are cubes: any in-plane quarter turn fits
+    x, y = np.rot90(x, turns, axes=(1, 2)), np.rot90(y, turns, axes=(1, 2))
     return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.int64)
 
 
@@ -118,6 +120,7 @@ def train_member(cases: list[LoadedCase], recipe: MemberRecipe, threads: int) ->
     """Train one member from scratch; returns the network in eval mode."""
     rng = seed_everything(recipe.seed, threads)
     prepared = prepare_cases(cases, recipe)
+    augment = Augmenter(recipe.augmentation, seed=recipe.seed)
     network = build_network(recipe)
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
     optimiser = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
@@ -137,7 +140,7 @@ def train_member(cases: list[LoadedCase], recipe: MemberRecipe, threads: int) ->
             )
             for _ in range(recipe.batch_size)
         ]
-        images = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
+        images = torch.from_numpy(np.stack([augment(p[0]) for p in pairs])[:, None])
         labels = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
         optimiser.zero_grad(set_to_none=True)
         loss = loss_function(network(images), labels)
