@@ -126,9 +126,11 @@ def _models(files: dict[str, Path], facts: dict[str, object]) -> ModelsInfo:
             raise BundleError(f"{path} is missing or does not match models/ensemble/manifest.json")
         shipped[member["file"]] = member["sha256"]
         files[f"{folder}/{member['file']}"] = path
-    # The model card (Markdown + figures) travels with the models it describes.
+    # The model card (Markdown + figures) travels with the models it describes; the image
+    # holds it too, so it is part of what must match.
     for card_file in sorted(ENSEMBLE.glob("model_card*")):
         files[f"{folder}/{card_file.name}"] = card_file
+        shipped[card_file.name] = sha256_file(card_file)
     if facts["models"] != shipped:
         raise BundleError(
             "the image's models differ from models/ensemble: rebuild the image (make image)"

@@ -52,7 +52,8 @@ BUDGET = 1 << 30
 
 @pytest.fixture(scope="module")
 def ct() -> SyntheticCase:
-    return generate_case(11, "CT", fov_mm=FOV)
+    # Fixed spacing: the tests below count slices and voxels (10 x 53 x 53).
+    return generate_case(11, "CT", spacing=(1.0, 0.453, 0.453), fov_mm=FOV)
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,10 @@ from service.observability.drift import (
 MODEL_DIR = Path("models/ensemble")
 BASELINE_SEEDS = range(3000, 3008)
 CURRENT_SEEDS = range(4000, 4008)
-INTENSITY = ("intensity_p50", "intensity_iqr")
+# The median intensity separates CT (HU) from MR. The IQR no longer does at 8 studies:
+# it depends on how much air the field of view holds, and half the typical studies of
+# either modality have air around the body (synthetic.appearance).
+INTENSITY = ("intensity_p50",)
 
 
 @pytest.fixture(scope="module")
