@@ -19,6 +19,20 @@ def _plane_mm(shape: tuple[int, int, int], spacing: tuple[float, float, float]) 
     return np.stack(np.meshgrid(yy, xx, indexing="ij"))
 
 
+def _about_a_point(
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    spread: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+    """In-plane (y, x) mm, FOV extent, a random centre within +-``spread`` x the extent,
+    and every pixel's distance to it: the frame of a point-like artefact source."""
+    y, x = _plane_mm(shape, spacing)
+    extent = max(shape[1] * spacing[1], shape[2] * spacing[2])
+    centre = rng.uniform(-spread, spread, size=2) * extent
+    return y, x, extent, centre, np.hypot(y - centre[0], x - centre[1])
+
+
 def body_outline(
     shape: tuple[int, int, int],
     spacing: tuple[float, float, float],
@@ -50,11 +64,8 @@ def metal_streaks(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Additive streak field (same units as ``amplitude``), float32, through every slice."""
-    y, x = _plane_mm(shape, spacing)
-    extent = max(shape[1] * spacing[1], shape[2] * spacing[2])
-    centre = rng.uniform(-0.6, 0.6, size=2) * extent
+    y, x, extent, centre, radius = _about_a_point(shape, spacing, 0.6, rng)
     field = np.zeros(shape[1:], dtype=np.float32)
-    radius = np.hypot(y - centre[0], x - centre[1])
     fade = 1.0 / (1.0 + radius / (0.5 * extent))
     for angle in rng.uniform(0.0, np.pi, size=int(rng.integers(6, 20))):
         distance = np.abs((x - centre[1]) * np.sin(angle) - (y - centre[0]) * np.cos(angle))
@@ -76,10 +87,7 @@ def rings(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Additive concentric rings about an (off-centre) rotation axis, float32."""
-    y, x = _plane_mm(shape, spacing)
-    extent = max(shape[1] * spacing[1], shape[2] * spacing[2])
-    centre = rng.uniform(-0.3, 0.3, size=2) * extent
-    radius = np.hypot(y - centre[0], x - centre[1])
+    _, _, extent, _, radius = _about_a_point(shape, spacing, 0.3, rng)
     field = np.zeros(shape[1:], dtype=np.float32)
     for ring_radius in rng.uniform(1.0, extent * 0.7, size=int(rng.integers(3, 10))):
         sign = 1.0 if rng.random() < 0.5 else -1.0
