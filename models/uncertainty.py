@@ -113,16 +113,16 @@ NO_VESSEL_SCORE = 1.0
 def study_score(
     name: str,
     member_probabilities: np.ndarray,
-    voxel_ml: float,
+    vessel_ml: float,
     min_vessel_ml: float,
     threshold: float = 0.5,
 ) -> float:
     """The study score ``name`` (``STUDY_SCORES``), or ``NO_VESSEL_SCORE`` when the fused
-    mask holds less than ``min_vessel_ml`` of vessel."""
+    mask the study is answered with holds less than ``min_vessel_ml`` (``vessel_ml``: its
+    volume, which the caller has already counted)."""
     if name not in STUDY_SCORES:
         raise ValueError(f"unknown study score {name!r}; choose from {sorted(STUDY_SCORES)}")
-    fused_ml = float(np.count_nonzero(member_probabilities.mean(axis=0) >= threshold)) * voxel_ml
-    if fused_ml < min_vessel_ml:
+    if vessel_ml < min_vessel_ml:
         return NO_VESSEL_SCORE
     return float(STUDY_SCORES[name](member_probabilities, threshold))
 

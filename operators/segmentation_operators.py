@@ -52,6 +52,7 @@ def segmentation_result(
     if method != "majority":  # a vote fraction is not a probability to rescale
         probability = temperature_scaled(probability, calibration.temperature)
     maps = voxel_uncertainty(member_probabilities)
+    vessel_ml = float(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0
     return SegmentationResult(
         mean_probability=probability.astype(np.float32),
         mask=mask,
@@ -61,7 +62,7 @@ def segmentation_result(
         uncertainty_score=study_score(
             calibration.score,
             member_probabilities,
-            float(np.prod(spacing)) / 1000.0,
+            vessel_ml,
             calibration.min_vessel_ml,
             manifest.probability_threshold,
         ),

@@ -81,7 +81,6 @@ def generate_case(
         body = body_outline(
             shape, spacing, appearance.body_fraction, appearance_rng, _vessel_centre(mask, spacing)
         )
-    if body is not None:
         mask &= body  # vessels end at the skin
     image = _render(branches, shape, spacing, modality, appearance, body, render_rng)
     if modality is Modality.CT:

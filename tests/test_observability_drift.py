@@ -52,11 +52,10 @@ def live_rows() -> dict[tuple[str, int], FeatureRow]:
     """Feature rows of 32 synthetic studies (CT/MR x baseline/current seeds)."""
     from models.inference import ensemble_probabilities
     from models.loader import load_ensemble
-    from models.uncertainty import study_score, voxel_uncertainty
+    from operators.segmentation_operators import segmentation_result
     from synthetic.case import generate_case
 
     ensemble = load_ensemble(MODEL_DIR)
-    calibration = ensemble.manifest.calibration
     rows = {}
     for modality in ("CT", "MR"):
         for seed in (*BASELINE_SEEDS, *CURRENT_SEEDS):
@@ -64,13 +63,12 @@ def live_rows() -> dict[tuple[str, int], FeatureRow]:
             members = ensemble_probabilities(
                 ensemble, case.image, case.geometry.spacing, modality=modality
             )
-            maps = voxel_uncertainty(members)
-            voxel_ml = float(np.prod(case.geometry.spacing)) / 1000.0
+            result = segmentation_result(ensemble, members, None, case.geometry.spacing)
             features = study_features(
                 case.image,
                 case.geometry.spacing,
-                maps.mean_probability,
-                study_score(calibration.score, members, voxel_ml, calibration.min_vessel_ml),
+                result.mean_probability,
+                result.uncertainty_score,
             )
             rows[modality, seed] = feature_row(
                 uuid.uuid4().hex, f"2.25.{seed}", features, modality, "1.0.0"

@@ -19,7 +19,7 @@ from map_app.__main__ import main as map_main
 from models.inference import ensemble_probabilities
 from models.loader import LoadedEnsemble, load_ensemble
 from models.metrics import dice
-from models.uncertainty import study_score
+from operators.segmentation_operators import segmentation_result
 from synthetic.case import Modality, generate_case
 from synthetic.nifti import write_nifti
 from synthetic.shifts import shifted_case
@@ -36,11 +36,10 @@ def ensemble() -> LoadedEnsemble:
 def _score(
     ensemble: LoadedEnsemble, image: np.ndarray, spacing: tuple[float, float, float], modality: str
 ) -> tuple[float, np.ndarray]:
-    calibration = ensemble.manifest.calibration
+    """The study score and vessel mask, as the appliance's uncertainty operator makes them."""
     members = ensemble_probabilities(ensemble, image.astype(np.float32), spacing, modality=modality)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    score = study_score(calibration.score, members, voxel_ml, calibration.min_vessel_ml)
-    return score, members.mean(axis=0) >= ensemble.manifest.probability_threshold
+    result = segmentation_result(ensemble, members, None, spacing)
+    return result.uncertainty_score, result.mask
 
 
 @pytest.mark.requirement("SRS-007", "SRS-081")

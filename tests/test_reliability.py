@@ -71,9 +71,10 @@ def test_calibration_region_is_within_3_mm_of_vessels() -> None:
 @pytest.mark.requirement("SRS-081", "SRS-007")
 def test_a_study_without_vessels_gets_the_top_score() -> None:
     agreeing_on_nothing = np.zeros((3, 8, 8, 8), dtype=np.float32)
-    assert study_score("member_disagreement", agreeing_on_nothing, 0.001, 0.03) == NO_VESSEL_SCORE
+    assert study_score("member_disagreement", agreeing_on_nothing, 0.0, 0.03) == NO_VESSEL_SCORE
     vessels = agreeing_on_nothing.copy()
-    vessels[:, 2:6, 2:6, 2:6] = 0.9
-    assert study_score("member_disagreement", vessels, 0.001, 0.03) == pytest.approx(0.0)
+    vessels[:, 2:6, 2:6, 2:6] = 0.9  # 64 voxels of 1 mm^3 each: 0.064 ml
+    assert study_score("member_disagreement", vessels, 0.064, 0.03) == pytest.approx(0.0)
+    assert study_score("member_disagreement", vessels, 0.029, 0.03) == NO_VESSEL_SCORE
     with pytest.raises(ValueError, match="unknown study score"):
-        study_score("astrology", vessels, 0.001, 0.03)
+        study_score("astrology", vessels, 0.064, 0.03)

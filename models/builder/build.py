@@ -29,6 +29,7 @@ from models.builder.evaluate import (
     cpu_ms_per_window,
     evaluate_case,
     failure_detection,
+    overlap,
     predict_members,
     robustness_table,
     run_studies,
@@ -183,7 +184,7 @@ def build(
     for index, member_recipe in enumerate(recipe.members):
         destination = out_dir / f"{member_recipe.name}.onnx"
         single = [
-            evaluate_case(case, stack[index : index + 1].repeat(2, axis=0), "clean", "none")
+            overlap(case, stack[index])
             for case, stack in zip(test_cases, test_members, strict=True)
         ]
         members.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,14 +52,20 @@ CALIBRATION_REGION = "voxels within 3 mm of a true or predicted vessel"
 
 
 @dataclass
-class StudyOutcome:
-    name: str
+class Overlap:
+    """How a vessel mask matches the truth (HD95 of an empty mask: the FOV diagonal)."""
+
     modality: str
-    family: str  # "clean" or a shift family
-    severity: str  # "none" for clean studies
     dice: float
     cldice: float
     hd95_mm: float
+
+
+@dataclass
+class StudyOutcome(Overlap):
+    name: str
+    family: str  # "clean" or a shift family
+    severity: str  # "none" for clean studies
     scores: dict[str, float]
     features: dict[str, float] | None = None  # drift features of clean studies
 
@@ -106,6 +112,18 @@ def _fov_diagonal(case: LoadedCase) -> float:
     return float(np.linalg.norm(np.asarray(case.image.shape) * np.asarray(case.geometry.spacing)))
 
 
+def overlap(case: LoadedCase, probability: np.ndarray) -> Overlap:
+    """Dice, clDice and HD95 of ``probability >= 0.5`` against the case's mask."""
+    predicted = probability >= 0.5
+    distance = hd95(predicted, case.mask, case.geometry.spacing)
+    return Overlap(
+        modality=case.modality.value,
+        dice=dice(predicted, case.mask),
+        cldice=cldice(predicted, case.mask),
+        hd95_mm=min(distance, _fov_diagonal(case)),
+    )
+
+
 def evaluate_case(
     case: LoadedCase,
     members: np.ndarray,
@@ -115,8 +133,7 @@ def evaluate_case(
 ) -> StudyOutcome:
     fused = members.mean(axis=0)
     predicted = fused >= 0.5
-    voxel_ml = float(np.prod(case.geometry.spacing)) / 1000.0
-    distance = hd95(predicted, case.mask, case.geometry.spacing)
+    vessel_ml = float(np.count_nonzero(predicted)) * float(np.prod(case.geometry.spacing)) / 1000.0
     if calibration is not None:
         region = near_vessel_region(case.mask, predicted, case.geometry.spacing)
         calibration.probability.append(fused[region].astype(np.float32))
@@ -125,15 +142,12 @@ def evaluate_case(
     if family == "clean":  # the drift reference; its uncertainty_score is set by the caller
         features = study_features(case.image, case.geometry.spacing, fused, 0.0)
     return StudyOutcome(
+        **vars(overlap(case, fused)),
         name=case.name,
-        modality=case.modality.value,
         family=family,
         severity=severity,
-        dice=dice(predicted, case.mask),
-        cldice=cldice(predicted, case.mask),
-        hd95_mm=min(distance, _fov_diagonal(case)),
         scores={
-            name: round(study_score(name, members, voxel_ml, MIN_VESSEL_ML), 6)
+            name: round(study_score(name, members, vessel_ml, MIN_VESSEL_ML), 6)
             for name in STUDY_SCORES
         },
         features=features,
@@ -186,8 +200,8 @@ def clean(cases: list[LoadedCase]) -> list[tuple[LoadedCase, str, str]]:
     return [(case, "clean", "none") for case in cases]
 
 
-def segmentation_metrics(outcomes: list[StudyOutcome]) -> dict[str, SegmentationMetrics]:
-    by_modality: dict[str, list[StudyOutcome]] = {}
+def segmentation_metrics(outcomes: Sequence[Overlap]) -> dict[str, SegmentationMetrics]:
+    by_modality: dict[str, list[Overlap]] = {}
     for outcome in outcomes:
         by_modality.setdefault(outcome.modality, []).append(outcome)
     return {
