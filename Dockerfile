@@ -70,6 +70,7 @@ COPY models/ensemble/ /opt/holoscan/models/minivess-vessel-ensemble/
 COPY map_app/ /opt/holoscan/app/map_app/
 COPY operators/ /opt/holoscan/app/operators/
 COPY service/ /opt/holoscan/app/service/
+COPY settings/ /opt/holoscan/app/settings/
 COPY synthetic/ /opt/holoscan/app/synthetic/
 COPY compliance/__init__.py /opt/holoscan/app/compliance/
 COPY compliance/audit/ /opt/holoscan/app/compliance/audit/
@@ -96,8 +97,7 @@ ENV HOLOSCAN_APPLICATION=/opt/holoscan/app \
     MINIVESS_AUDIT_LOG=/var/lib/minivess/audit/audit.jsonl \
     HOME=/var/lib/minivess \
     BENTOML_HOME=/var/lib/minivess/bentoml \
-    XDG_CACHE_HOME=/tmp/.cache \
-    MINIVESS_IMAGE_VARIANT=${VARIANT}
+    XDG_CACHE_HOME=/tmp/.cache
 
 USER 10001:10001
 WORKDIR /var/holoscan

@@ -28,13 +28,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bundle.manifest import SIGNATURE, SIGSTORE_MEDIA_TYPE
+from settings.base import load
+from settings.site import SigningSettings
 
-PASSPHRASE_ENV = "MINIVESS_RELEASE_KEY_PASSPHRASE"
 KeylessMode = Literal["auto", "never", "require"]
 
 
 class SigningError(RuntimeError):
     """A key cannot be used, or a signature does not verify; the message says why."""
+
+
+def _passphrase() -> str | None:
+    """$MINIVESS_RELEASE_KEY_PASSPHRASE (or its secret file), if any."""
+    secret = load(SigningSettings).release_key_passphrase
+    return secret.get_secret_value() if secret is not None else None
 
 
 def public_key_der(public_key: Ed25519PublicKey) -> bytes:
@@ -54,7 +61,7 @@ def keygen(private_path: Path, public_path: Path) -> str:
     if private_path.exists():
         raise SigningError(f"{private_path} exists: not overwriting a release key")
     key = Ed25519PrivateKey.generate()
-    passphrase = os.environ.get(PASSPHRASE_ENV)
+    passphrase = _passphrase()
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase.encode())
         if passphrase
@@ -77,7 +84,7 @@ def keygen(private_path: Path, public_path: Path) -> str:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    passphrase = os.environ.get(PASSPHRASE_ENV)
+    passphrase = _passphrase()
     try:
         key = serialization.load_pem_private_key(
             path.read_bytes(), password=passphrase.encode() if passphrase else None

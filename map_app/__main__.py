@@ -3,8 +3,8 @@
 INPUT is a folder of DICOM files (any names, any order, several studies and series) or a
 NIfTI volume (``.nii``/``.nii.gz``). Paths default to the MAP environment variables
 ``HOLOSCAN_INPUT_PATH``, ``HOLOSCAN_OUTPUT_PATH`` and ``HOLOSCAN_MODEL_PATH``. Exit codes
-are listed in ``operators/errors.py`` (0 success, 2 usage/config, 10-15 input, 20 models,
-30 outputs, 70 internal); errors print one line, never a traceback.
+are listed in ``operators/errors.py`` (0 success, 2 usage, 10-15 input, 20 models,
+30 outputs, 70 internal, 78 settings); errors print one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import sys
 from pathlib import Path
 
 from compliance.audit import AuditLog
-from map_app.config import ConfigError, load_config
+from map_app.config import AppConfig, load_config
 from map_app.stack import ensure_holoscan_stack
+from settings.base import EXIT_CONFIG, SettingsError, load
+from settings.registry import check_environment
+from settings.site import AuditSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,22 +61,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-l",
         "--log-level",
-        default=env("MINIVESS_LOG_LEVEL", "WARNING"),
+        default=None,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: the config's log_level (MINIVESS_LOG_LEVEL, WARNING)",
     )
     return parser
 
 
-def _audit_log() -> AuditLog | None:
+def _audit_log(settings: AuditSettings) -> AuditLog | None:
     """The site's audit log when a key for hashing identifiers is configured.
 
     Audit entries name studies only by keyed hash, so without
     MINIVESS_AUDIT_HMAC_KEY_FILE there is nothing safe to write: research and development
-    runs go unaudited, a site sets the key (the service refuses to start without one).
+    runs go unaudited, a site sets the key (the service makes one on first start).
     """
-    if not os.environ.get("MINIVESS_AUDIT_HMAC_KEY_FILE"):
+    if settings.audit_hmac_key_file is None:
         return None
-    return AuditLog.from_env()
+    return AuditLog.from_settings(settings)
+
+
+def _settings(config_file: Path | None) -> tuple[AppConfig, AuditSettings]:
+    check_environment()
+    return load_config(config_file), load(AuditSettings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,22 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "input and output are required (-i/-o or HOLOSCAN_INPUT_PATH/HOLOSCAN_OUTPUT_PATH)"
         )
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    if args.log_level == "DEBUG":
-        os.environ["HOLOSCAN_LOG_LEVEL"] = "INFO"
     try:
-        config = load_config(args.config)
-    except ConfigError as error:
+        config, audit_settings = _settings(args.config)
+    except SettingsError as error:
         print(f"map_app: {error}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    log_level = args.log_level or config.log_level
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if log_level == "DEBUG":
+        os.environ["HOLOSCAN_LOG_LEVEL"] = "INFO"
 
     from map_app.pipeline import Pipeline
     from operators.errors import PipelineError
 
     try:
-        pipeline = Pipeline(args.model, config, audit_log=_audit_log())
+        pipeline = Pipeline(args.model, config, audit_log=_audit_log(audit_settings))
         report = pipeline.run(args.input, args.output)
     except PipelineError as error:
         print(f"map_app: error [{error.reason}]: {error.message}", file=sys.stderr)

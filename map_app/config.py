@@ -1,30 +1,33 @@
-"""The application's settings: one pydantic model, from defaults, a JSON file and env vars.
+"""The pipeline's settings: one pydantic-settings model, read like every component's.
 
-Precedence (lowest to highest): defaults, the file named by ``--config`` or
-``MINIVESS_CONFIG`` (JSON), environment variables ``MINIVESS_<FIELD>`` for the scalar
-fields (e.g. ``MINIVESS_OVERLAP=0.5``, ``MINIVESS_PROVIDERS=CUDAExecutionProvider``).
+Sources (``settings.base.load``): defaults, the file named by ``--config`` or
+``MINIVESS_CONFIG`` (JSON), secret files in ``MINIVESS_SECRETS_DIR``, then
+``MINIVESS_<FIELD>`` variables (``MINIVESS_OVERLAP=0.5``,
+``MINIVESS_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider``; ``selection_rules``
+takes JSON). Every name is listed in ``settings/REFERENCE.md``.
 """
 
 from __future__ import annotations
 
-import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from models.inference import SlidingWindowSettings
+from settings.base import MinivessSettings, load
 
 UncertaintyQuantity = Literal["mutual_information", "predictive_entropy", "expected_entropy"]
 
 
-class ConfigError(ValueError):
-    """The configuration file or an environment override is invalid (exit code 2)."""
+class AppConfig(MinivessSettings):
+    """The MAP pipeline (``python -m map_app``, and inside the service): series selection,
+    sliding window, runtime, outputs."""
 
-
-class AppConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    component = "map_app"
+    config_file_env = "MINIVESS_CONFIG"
 
     selection_rules: dict | None = Field(
         default=None,
@@ -37,8 +40,10 @@ class AppConfig(BaseModel):
     fusion: Literal["mean", "majority", "weighted"] | None = Field(
         default=None, description="None = the manifest's fusion"
     )
-    providers: tuple[str, ...] | None = Field(
-        default=None, description="ONNX Runtime execution providers; None = best available"
+    # NoDecode: the variable is a comma-separated list, not JSON.
+    providers: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        default=None,
+        description="ONNX Runtime execution providers, comma-separated; None = best available",
     )
     threads: int | None = Field(default=None, ge=1, description="intra-op threads per session")
     bf16: bool = Field(
@@ -50,7 +55,12 @@ class AppConfig(BaseModel):
         default=4096, ge=16, description="largest input volume accepted (float32 voxels)"
     )
     fractional_seg: bool = Field(default=False, description="also write a probability SEG")
-    uncertainty_map: UncertaintyQuantity = "mutual_information"
+    uncertainty_map: UncertaintyQuantity = Field(
+        default="mutual_information", description="the voxel quantity of the uncertainty map"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", description="Python logging level of the map_app command"
+    )
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -64,29 +74,6 @@ class AppConfig(BaseModel):
         return SlidingWindowSettings(overlap=self.overlap, batch_size=self.batch_size, flips=flips)
 
 
-_ENV_PREFIX = "MINIVESS_"
-
-
-def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> AppConfig:
-    """Defaults, then the JSON file, then ``MINIVESS_*`` environment overrides."""
-    environ = dict(os.environ if environ is None else environ)
-    values: dict = {}
-    path = path or (Path(environ["MINIVESS_CONFIG"]) if environ.get("MINIVESS_CONFIG") else None)
-    if path is not None:
-        try:
-            values.update(json.loads(path.read_text()))
-        except FileNotFoundError as error:
-            raise ConfigError(f"configuration file not found: {path}") from error
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"configuration file {path} is not valid JSON: {error}") from error
-    for name in AppConfig.model_fields:
-        raw = environ.get(_ENV_PREFIX + name.upper())
-        if raw is not None and name != "selection_rules":
-            values[name] = raw
-    try:
-        return AppConfig.model_validate(values)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from error
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Defaults, the JSON file, secret files, then ``MINIVESS_*`` variables."""
+    return load(AppConfig, path, environ)

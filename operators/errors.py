@@ -7,7 +7,7 @@ carry patient identifiers.
 | exit | error |
 | ---: | --- |
 | 0 | success (also when some files were skipped; see report.json) |
-| 2 | bad command line or configuration |
+| 2 | bad command line |
 | 10 | ``NoImageSeriesError``: the input holds no DICOM image series at all |
 | 11 | ``NoQualifyingSeriesError``: image series exist, none matches the selection rules |
 | 12 | ``PixelDataError``: pixel data truncated, corrupt or in an undecodable syntax |
@@ -17,6 +17,8 @@ carry patient identifiers.
 | 20 | ``ModelLoadError``: a model file is missing, truncated or altered, or the manifest is bad |
 | 30 | ``OutputError``: the outputs could not be written |
 | 70 | an internal error (a bug): reported in one line, details in the log |
+| 78 | a settings error (EX_CONFIG): an unknown ``MINIVESS_*`` name, a malformed value or
+  config file, bad selection rules (``SelectionRulesError``) |
 """
 
 from __future__ import annotations

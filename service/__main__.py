@@ -7,7 +7,10 @@
     python -m service [--config FILE] settings            effective settings (JSON)
 
 ``retry-export`` writes to the journal; a running service picks the job up within a
-second. Exit codes: 0 ok, 2 bad settings or arguments, 3 unknown job / wrong state.
+second. Exit codes: 0 ok, 1 cannot start (a port taken, ...), 2 bad arguments, 3 unknown
+job / wrong state / no journal, 78 bad settings (sysexits EX_CONFIG: an unknown
+``MINIVESS_*`` name, a malformed value, a TLS certificate without its key, a missing file;
+all checked before the models load), or a pipeline error's own code.
 Logs name jobs, studies and instances by their UIDs only, never patient attributes.
 """
 
@@ -25,6 +28,8 @@ from types import FrameType
 
 from service.journal import Journal
 from service.settings import ServiceSettings, SettingsError, load_settings
+from settings.base import EXIT_CONFIG
+from settings.registry import check_environment
 
 log = logging.getLogger("service")
 
@@ -46,11 +51,36 @@ def setup_logging(settings: ServiceSettings) -> None:
     logging.getLogger("highdicom").setLevel(logging.WARNING)  # per-module chatter
 
 
+def preflight(settings: ServiceSettings) -> None:
+    """Raise SettingsError for what would fail later: missing files, TLS material that
+    does not load, a pipeline config that does not validate. Runs before the models load."""
+    import ssl
+
+    from map_app.config import load_config
+    from service.tls import client_context, server_context
+
+    missing = settings.missing_files()
+    if missing:
+        raise SettingsError(f"file(s) named in the settings are missing: {'; '.join(missing)}")
+    server_context(settings)
+    if any(destination.tls for destination in settings.export_destinations):
+        client_context(settings)
+    if settings.http_tls_cert is not None and settings.http_tls_key is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                settings.http_tls_cert, settings.http_tls_key
+            )
+        except (ssl.SSLError, OSError) as error:
+            raise SettingsError(f"cannot load the HTTP TLS certificate/key: {error}") from error
+    load_config(settings.pipeline_config)
+
+
 def serve(settings: ServiceSettings) -> int:
     from operators.errors import PipelineError
     from service.app import Service  # imports the pipeline stack only when serving
 
     setup_logging(settings)
+    preflight(settings)
     stop = threading.Event()
 
     def on_signal(number: int, frame: FrameType | None) -> None:
@@ -86,7 +116,7 @@ def serve(settings: ServiceSettings) -> int:
 
 def _journal(settings: ServiceSettings) -> Journal:
     if not settings.journal_path.is_file():
-        raise SettingsError(f"no journal at {settings.journal_path} (has the service run?)")
+        raise KeyError(f"no journal at {settings.journal_path} (has the service run?)")
     return Journal(settings.journal_path)
 
 
@@ -115,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("settings", help="print the effective settings")
     args = parser.parse_args(argv)
     try:
+        check_environment()
         settings = load_settings(args.config)
         if args.command == "serve":
             from map_app.stack import ensure_holoscan_stack
@@ -139,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     except (KeyError, ValueError) as error:
         print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 3

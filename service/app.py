@@ -20,6 +20,7 @@ from service.gateway import Gateway
 from service.grouping import Grouper
 from service.ingest import Ingest
 from service.journal import Journal
+from service.observability.exposition import MetricsServer
 from service.observability.metrics import ApplianceMetrics, set_model_info
 from service.records import StudyRecords, site_audit_log
 from service.settings import ServiceSettings
@@ -77,6 +78,7 @@ class Service:
         # HTTP sidecar hook (service/http): on for `serve`, off by default in-process.
         self._http_wanted = http
         self.http: HttpServer | None = None
+        self.metrics_server: MetricsServer | None = None
 
     def reconcile(self) -> int:
         """Register spooled files the journal does not know (a crash between fsync and
@@ -112,12 +114,31 @@ class Service:
             self.http = Sidecar(self)
             try:
                 self.http.start()
+                self._start_metrics_port()
             except BaseException:
                 self.stop()
                 raise
 
+    def _start_metrics_port(self) -> None:
+        """``/metrics`` on its own port too, when ``metrics_port`` is set (the chart's
+        Service and ServiceMonitor scrape it there), with the sidecar's certificate."""
+        settings = self.settings
+        if not settings.metrics_port:
+            return
+        cert, key = settings.http_tls_cert, settings.http_tls_key
+        self.metrics_server = MetricsServer(
+            self.metrics.registry,
+            settings.http_host,
+            settings.metrics_port,
+            tls=(cert, key) if cert is not None and key is not None else None,
+        )
+        log.info("metrics on %s", self.metrics_server.url)
+
     def stop(self) -> None:
         """Stop accepting, then let the worker finish its run and the exporter its send."""
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         if self.http is not None:  # HTTP sidecar hook: first down (no new uploads)
             self.http.stop()
             self.http = None

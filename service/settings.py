@@ -1,36 +1,27 @@
-"""The service's settings: one pydantic model, from defaults, a config file and env vars.
+"""The service's settings (gateway, jobs, export, HTTP sidecar): one pydantic-settings model.
 
-Precedence (lowest to highest):
-
-1. the defaults below (what ``make serve`` runs with);
-2. the file named by ``--config`` or ``MINIVESS_SERVICE_CONFIG`` (JSON, or TOML when
-   the name ends in ``.toml``);
-3. environment variables ``MINIVESS_<FIELD>`` (e.g. ``MINIVESS_DICOM_PORT=104``); list
-   fields take JSON (``MINIVESS_EXPORT_DESTINATIONS='[{"host": "pacs", "port": 104,
-   "ae_title": "PACS"}]'``).
+Read by ``settings.base.load`` like every component's settings: defaults, the file named
+by ``--config`` or ``MINIVESS_SERVICE_CONFIG`` (JSON, or TOML when the name ends in
+``.toml``), secret files in ``MINIVESS_SECRETS_DIR``, then ``MINIVESS_<FIELD>`` variables
+(list fields take JSON: ``MINIVESS_EXPORT_DESTINATIONS='[{"host": "pacs", "port": 104,
+"ae_title": "PACS"}]'``). Every name is listed in ``settings/REFERENCE.md``.
 
 The pipeline's own settings (overlap, providers, ...) stay in ``map_app.config``; this
-model only names their file (``pipeline_config``). pydantic-settings is not in the lock,
-so the environment is read here, the same way ``map_app.config`` does it.
+model only names their file (``pipeline_config``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-ENV_PREFIX = "MINIVESS_"
-CONFIG_ENV = "MINIVESS_SERVICE_CONFIG"
+from settings.base import MinivessSettings, SettingsError, load
 
-
-class SettingsError(ValueError):
-    """The service configuration file or an environment override is invalid."""
+__all__ = ["AllowedPeer", "ExportDestination", "ServiceSettings", "SettingsError", "load_settings"]
 
 
 def _ae_title(value: str) -> str:
@@ -92,10 +83,11 @@ class ExportDestination(BaseModel):
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-class ServiceSettings(BaseModel):
-    """Every setting of the appliance service (gateway, jobs, export, HTTP sidecar)."""
+class ServiceSettings(MinivessSettings):
+    """``python -m service`` (the image's ``serve``): DICOM gateway, jobs, export, HTTP sidecar."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    component = "service"
+    config_file_env = "MINIVESS_SERVICE_CONFIG"
 
     ae_title: str = Field(default="MINIVESS", description="our AE title (called AE title)")
     dicom_host: str = Field(default="127.0.0.1", description="address the DICOM SCP binds")
@@ -108,6 +100,13 @@ class ServiceSettings(BaseModel):
         "the sidecar serves HTTPS only",
     )
     http_tls_key: Path | None = Field(default=None, description="PEM key of http_tls_cert")
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="a separate port for GET /metrics (on http_host; HTTPS with the HTTP "
+        "certificate when http_tls_cert is set); 0 = /metrics on the HTTP port only",
+    )
     var_dir: Path = Field(default=Path("var"), description="spool, journal, outputs, logs")
     quiet_period_s: float = Field(
         default=10.0, gt=0, description="a study is complete after this long without a new instance"
@@ -159,7 +158,10 @@ class ServiceSettings(BaseModel):
     max_pipeline_attempts: int = Field(
         default=3, ge=1, description="pipeline runs of one job (restarts included) before failed"
     )
-    export_destinations: list[ExportDestination] = Field(default_factory=list)
+    export_destinations: list[ExportDestination] = Field(
+        default_factory=list,
+        description="where results are sent (C-STORE): a JSON list of {host, port, ae_title, tls}",
+    )
     export_retries: int = Field(default=5, ge=0, description="retries after the first attempt")
     export_backoff_s: float = Field(default=5.0, ge=0, description="first retry delay, doubled")
     export_max_backoff_s: float = Field(default=300.0, ge=0, description="longest retry delay")
@@ -177,16 +179,51 @@ class ServiceSettings(BaseModel):
     audit_log: Path | None = Field(
         default=None, description="audit log (JSON lines); default var/audit/audit.jsonl"
     )
-    audit_key: Path | None = Field(
+    audit_hmac_key_file: Path | None = Field(
         default=None,
-        description="HMAC key for identifiers in the audit log; default var/audit/site.key, "
-        "created on first start",
+        description="file holding the HMAC key (hex) that hashes identifiers in the audit "
+        "log; replicas of one site must share it (a Kubernetes Secret); default "
+        "var/audit/site.key, created on first start",
     )
 
     @field_validator("ae_title")
     @classmethod
     def _check_ae(cls, value: str) -> str:
         return _ae_title(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """Combinations that cannot work as meant, refused before anything starts."""
+        for port, cert, key in (
+            ("dicom", self.dicom_tls_cert, self.dicom_tls_key),
+            ("http", self.http_tls_cert, self.http_tls_key),
+        ):
+            if (cert is None) != (key is None):
+                raise ValueError(f"{port}_tls_cert and {port}_tls_key must be set together")
+        if self.dicom_tls_require_client_cert and (
+            self.dicom_tls_cert is None or self.dicom_tls_ca is None
+        ):
+            raise ValueError(
+                "dicom_tls_require_client_cert needs dicom_tls_cert, dicom_tls_key and dicom_tls_ca"
+            )
+        if self.metrics_port and self.metrics_port in (self.http_port, self.dicom_port):
+            raise ValueError("metrics_port must differ from http_port and dicom_port")
+        if self.dev_mode and self.api_token is not None:
+            raise ValueError("dev_mode turns API authentication off: unset api_token or dev_mode")
+        return self
+
+    def missing_files(self) -> list[str]:
+        """Files the settings name that are not there (checked by ``serve`` at start)."""
+        named = {
+            "dicom_tls_cert": self.dicom_tls_cert,
+            "dicom_tls_key": self.dicom_tls_key,
+            "dicom_tls_ca": self.dicom_tls_ca,
+            "http_tls_cert": self.http_tls_cert,
+            "http_tls_key": self.http_tls_key,
+            "pipeline_config": self.pipeline_config,
+        }
+        return [f"{name}: {path}" for name, path in named.items()
+                if path is not None and not path.is_file()]  # fmt: skip
 
     @property
     def spool_dir(self) -> Path:
@@ -218,52 +255,13 @@ class ServiceSettings(BaseModel):
 
     @property
     def audit_key_file(self) -> Path:
-        return self.audit_key or self.var_dir / "audit" / "site.key"
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise SettingsError(f"cannot read service config {path}: {error}") from error
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise SettingsError(f"service config {path} is not valid: {error}") from error
-    if not isinstance(data, dict):
-        raise SettingsError(f"service config {path} must hold an object/table")
-    return data
-
-
-def _env_value(name: str, raw: str) -> Any:
-    annotation = str(ServiceSettings.model_fields[name].annotation)
-    if annotation.startswith("list["):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be JSON: {error}") from error
-    return raw
+        return self.audit_hmac_key_file or self.var_dir / "audit" / "site.key"
 
 
 def load_settings(
     path: Path | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> ServiceSettings:
-    """Defaults, then the config file, then ``MINIVESS_*`` env vars, then ``overrides``."""
-    environ = dict(os.environ if environ is None else environ)
-    if path is None and environ.get(CONFIG_ENV):
-        path = Path(environ[CONFIG_ENV])
-    values: dict[str, Any] = _read_file(path) if path is not None else {}
-    for name in ServiceSettings.model_fields:
-        raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is not None:
-            values[name] = _env_value(name, raw)
-    values.update(overrides)
-    try:
-        return ServiceSettings.model_validate(values)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        raise SettingsError(f"invalid service settings: {problems}") from error
+    """Defaults, the config file, secret files, ``MINIVESS_*`` variables, ``overrides``."""
+    return load(ServiceSettings, path, environ, **overrides)

@@ -31,18 +31,11 @@ HANDSHAKE_TIMEOUT_S = 10.0
 
 
 def check_tls_settings(settings: ServiceSettings) -> None:
-    """Raise SettingsError for a TLS configuration that cannot work as meant."""
-    if (settings.dicom_tls_cert is None) != (settings.dicom_tls_key is None):
-        raise SettingsError("dicom_tls_cert and dicom_tls_key must be set together")
-    if settings.dicom_tls_require_client_cert and (
-        settings.dicom_tls_cert is None or settings.dicom_tls_ca is None
-    ):
-        raise SettingsError(
-            "dicom_tls_require_client_cert needs dicom_tls_cert, dicom_tls_key and dicom_tls_ca"
-        )
-    for path in (settings.dicom_tls_cert, settings.dicom_tls_key, settings.dicom_tls_ca):
-        if path is not None and not path.is_file():
-            raise SettingsError(f"TLS file {path} does not exist")
+    """Raise SettingsError when a DICOM TLS file is missing (the combinations are
+    checked by ``ServiceSettings`` itself)."""
+    missing = [entry for entry in settings.missing_files() if entry.startswith("dicom_tls")]
+    if missing:
+        raise SettingsError(f"TLS file(s) missing: {', '.join(missing)}")
 
 
 def _floor(context: ssl.SSLContext) -> ssl.SSLContext:

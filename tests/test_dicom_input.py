@@ -566,7 +566,7 @@ def test_malformed_rules_say_what_is_wrong(text: str, fragment: str) -> None:
     with pytest.raises(SelectionRulesError) as caught:
         SelectionRules.from_json(text)
     assert fragment in caught.value.message
-    assert caught.value.exit_code == 2
+    assert caught.value.exit_code == 78  # EX_CONFIG
 
 
 @pytest.mark.requirement("SRS-002")

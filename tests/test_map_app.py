@@ -235,7 +235,7 @@ def test_bad_configuration(
     config.write_text(json.dumps({"overlap": 1.5}))
     _expect_failure(
         ["-i", str(small_series), "-o", str(tmp_path / "out"), "-c", str(config)],
-        2,
+        78,
         "overlap",
         capsys,
     )
@@ -258,7 +258,7 @@ def test_bad_selection_rules_are_a_configuration_error(
     config.write_text(json.dumps({"selection_rules": rules}))
     _expect_failure(
         ["-i", str(small_series), "-o", str(tmp_path / "out"), "-c", str(config)],
-        2,
+        78,
         "Modalty",
         capsys,
     )

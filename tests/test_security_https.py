@@ -10,6 +10,8 @@ import requests
 
 from map_app.pipeline import Pipeline
 from service.app import Service
+from service.settings import SettingsError
+from tests.peers import free_port
 from tests.test_security_support import Pki, make_pki
 from tests.test_service_support import MODELS, settings_for
 
@@ -25,6 +27,7 @@ def https_service(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterato
         tmp_path_factory.mktemp("https") / "var",
         http_tls_cert=pki.server.cert,
         http_tls_key=pki.server.key,
+        metrics_port=free_port(),
         dev_mode=True,
     )
     with Service(settings, pipeline=Pipeline(MODELS), http=True) as service:
@@ -59,6 +62,17 @@ def test_plain_http_is_not_served(https_service: Service) -> None:
 
 
 def test_half_configured_https_is_refused(tmp_path: Path, pki: Pki) -> None:
-    settings = settings_for(tmp_path / "var", http_tls_cert=pki.server.cert)
-    with pytest.raises(ValueError, match="both http_tls_cert and http_tls_key"):
-        Service(settings, pipeline=Pipeline(MODELS), http=True).start()
+    with pytest.raises(SettingsError, match="http_tls_cert and http_tls_key must be set together"):
+        settings_for(tmp_path / "var", http_tls_cert=pki.server.cert)
+
+
+@pytest.mark.requirement("SRS-078", "SRS-083")
+def test_the_metrics_port_serves_https_with_the_same_certificate(
+    https_service: Service, pki: Pki
+) -> None:
+    port = https_service.settings.metrics_port
+    response = requests.get(f"https://127.0.0.1:{port}/metrics", verify=pki.ca, timeout=10)
+    assert response.status_code == 200
+    assert "minivess_queue_depth" in response.text
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)

@@ -125,11 +125,12 @@ def test_tls_settings_are_checked(tmp_path: Path, pki: Pki) -> None:
     for overrides, message in [
         ({"dicom_tls_key": None}, "set together"),
         ({"dicom_tls_ca": None}, "needs dicom_tls_cert"),
-        ({"dicom_tls_ca": tmp_path / "absent.pem"}, "does not exist"),
+        ({"dicom_tls_ca": tmp_path / "absent.pem"}, "missing: dicom_tls_ca"),
         ({"dicom_tls_key": pki.rogue_ca}, "cannot load"),
     ]:
-        settings = tls_settings(tmp_path / "var", pki, **overrides)
+        # The combinations fail when the settings are read, the files when they are used.
         with pytest.raises(SettingsError, match=message):
+            settings = tls_settings(tmp_path / "var", pki, **overrides)
             check_tls_settings(settings)
             ingest = Ingest(settings, Spool(settings.spool_dir), Journal(settings.journal_path),
                             ApplianceMetrics())  # fmt: skip

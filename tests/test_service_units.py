@@ -142,7 +142,7 @@ def test_cli_lists_and_retriggers(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert service_main(["--config", str(config), "retry-export", job_id]) == 0
     assert service_main(["--config", str(config), "show", job_id]) == 0
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["state"] == "exporting"
-    assert service_main(["--config", str(tmp_path / "missing.json"), "jobs"]) == 2
+    assert service_main(["--config", str(tmp_path / "missing.json"), "jobs"]) == 78  # EX_CONFIG
 
 
 # ---------------------------------------------------------------------------- spool

@@ -1,7 +1,7 @@
 """One call per audited event, for the pipeline, the gateway, deploy.sh and the splits.
 
 Each helper takes an ``AuditLog`` (or ``None``: the site log from the environment,
-``AuditLog.from_env()``) and writes one entry with identifiers hashed.
+``AuditLog.from_settings()``) and writes one entry with identifiers hashed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ TEST_SET_ACCESS = "testset.access"
 
 
 def _log(log: AuditLog | None) -> AuditLog:
-    return log if log is not None else AuditLog.from_env()
+    return log if log is not None else AuditLog.from_settings()
 
 
 def _file_sha256(path: str | Path) -> str | None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 HASH_PREFIX = "hmac-sha256:"
-KEY_FILE_ENV = "MINIVESS_AUDIT_HMAC_KEY_FILE"
 _HASHED = re.compile(r"^hmac-sha256:[0-9a-f]{64}$")
 # A DICOM UID (root 1.x or 2.x, at least five components) is hashed under any key name.
 _DICOM_UID = re.compile(r"^[12](\.(0|[1-9][0-9]*)){4,}$")
@@ -69,13 +68,15 @@ def generate_hmac_key(path: Path) -> None:
 def load_hmac_key(path: Path | str | None = None) -> bytes:
     """Read the site key from ``path`` or the file named by $MINIVESS_AUDIT_HMAC_KEY_FILE."""
     if path is None:
-        env = os.environ.get(KEY_FILE_ENV)
-        if not env:
+        from settings.base import load
+        from settings.site import AuditSettings
+
+        path = load(AuditSettings).audit_hmac_key_file
+        if path is None:
             raise MissingKeyError(
-                f"no audit HMAC key: pass one or set {KEY_FILE_ENV} "
+                "no audit HMAC key: pass one or set MINIVESS_AUDIT_HMAC_KEY_FILE "
                 "(create it with: python -m compliance.audit keygen --hmac-key FILE)"
             )
-        path = env
     text = Path(path).read_text().strip()
     try:
         key = bytes.fromhex(text)

@@ -23,29 +23,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compliance.audit.identifiers import KEY_FILE_ENV, hash_identifier, load_hmac_key, protect
+from compliance.audit.identifiers import hash_identifier, load_hmac_key, protect
 from compliance.audit.schema import (
     GENESIS_HASH,
     AuditEntry,
     Outcome,
     utc_timestamp,
 )
+from settings.base import load
+from settings.site import AuditSettings
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from compliance.audit.checkpoint import Checkpoint
 
-LOG_ENV = "MINIVESS_AUDIT_LOG"
-CODE_VERSION_ENV = "MINIVESS_CODE_VERSION"
-DEFAULT_LOG = Path("var/audit/audit.jsonl")
 _TAIL_CHUNK = 64 * 1024
 
 
 def detect_code_version() -> str:
     """$MINIVESS_CODE_VERSION (set in the image), else the git commit, else 'unknown'."""
-    if env := os.environ.get(CODE_VERSION_ENV):
-        return env
+    if version := load(AuditSettings).code_version:
+        return version
     try:
         result = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -145,13 +144,12 @@ class AuditLog:
         self._thread_lock = threading.Lock()
 
     @classmethod
-    def from_env(cls, **kwargs: Any) -> AuditLog:
+    def from_settings(cls, settings: AuditSettings | None = None, **kwargs: Any) -> AuditLog:
         """The site's log: $MINIVESS_AUDIT_LOG (default var/audit/audit.jsonl) and the
         key named by $MINIVESS_AUDIT_HMAC_KEY_FILE when set."""
-        path = Path(os.environ.get(LOG_ENV) or DEFAULT_LOG)
-        key_file = os.environ.get(KEY_FILE_ENV)
-        kwargs.setdefault("hmac_key", Path(key_file) if key_file else None)
-        return cls(path, **kwargs)
+        settings = settings or load(AuditSettings)
+        kwargs.setdefault("hmac_key", settings.audit_hmac_key_file)
+        return cls(settings.audit_log, **kwargs)
 
     @property
     def checkpoints_path(self) -> Path:

@@ -51,6 +51,7 @@ from pydicom.datadict import tag_for_keyword
 
 from operators.dicom_input.loader import DicomSeries
 from operators.errors import PipelineError
+from settings.base import EXIT_CONFIG
 
 _RELATIONS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -64,9 +65,9 @@ _PSEUDO_KEYWORDS = frozenset({"NumberOfSeriesRelatedInstances"})
 
 
 class SelectionRulesError(PipelineError):
-    """The selection rules are malformed: a configuration error (exit code 2)."""
+    """The selection rules are malformed: a configuration error (exit code 78, EX_CONFIG)."""
 
-    exit_code = 2
+    exit_code = EXIT_CONFIG
     reason = "bad-selection-rules"
 
 

@@ -148,8 +148,6 @@ class HttpServer:
 
     def start(self, timeout: float = 30.0) -> None:
         settings = self.service.settings
-        if (settings.http_tls_cert is None) != (settings.http_tls_key is None):
-            raise ValueError("HTTPS needs both http_tls_cert and http_tls_key")
         config = uvicorn.Config(
             self.app,
             host=settings.http_host,
