@@ -1,12 +1,19 @@
-# The commands a newcomer needs; each bootstraps what it uses (scripts/bootstrap.sh).
+# The commands a newcomer needs; each bootstraps what it uses (scripts/bootstrap.sh):
+# `runtime` is the appliance runtime alone (no torch), `python` the whole lock, `peers`
+# that plus the Debian packages of the integration and image tests. `make` alone lists them.
 SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
+.DEFAULT_GOAL := help
 
-.PHONY: demo test lint models data clean image
+.PHONY: help demo test lint models data clean image
 
-demo: ## the main job on the bundled synthetic CT angiography study
-	@scripts/bootstrap.sh python
+help: ## this list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+demo: ## the main job on the bundled synthetic CT angiography study (runtime only, no torch)
+	@scripts/bootstrap.sh runtime
 	@$(PY) -m map_app.demo
 
 test: ## lint, type-check and every test (unit and real-peer integration)
@@ -14,7 +21,8 @@ test: ## lint, type-check and every test (unit and real-peer integration)
 	@$(MAKE) --no-print-directory lint
 	@scripts/run_tests.sh
 
-lint:
+lint: ## ruff (lint and format check) and mypy
+	@scripts/bootstrap.sh python
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy
@@ -24,10 +32,10 @@ models: ## retrain, re-export and evaluate the shipped ensemble (about 60-75 min
 	@$(PY) -m models.builder
 
 data: ## write the train/val/test splits as NIfTI under var/data
-	@scripts/bootstrap.sh python
+	@scripts/bootstrap.sh runtime
 	@$(PY) -m synthetic splits --out var/data
 
-clean:
+clean: ## remove var/ and output/ and the lint/test caches (keeps .venv and .tools)
 	rm -rf var output .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: compliance
@@ -42,7 +50,7 @@ compliance: ## IEC 62304 documents, traceability and verification report (Markdo
 
 .PHONY: serve
 serve: ## the appliance service, dev defaults: DICOM MINIVESS@127.0.0.1:11112, HTTP 127.0.0.1:3000 (no auth), state in var/
-	@scripts/bootstrap.sh python
+	@scripts/bootstrap.sh runtime
 	@MINIVESS_DEV_MODE=$${MINIVESS_DEV_MODE:-true} $(PY) -m service serve
 
 image: ## the appliance image (podman, offline build from the lock; python -m containers.build)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +44,7 @@ def _cyclonedx_py() -> list[str]:
 
 def python_environment_sbom(out: Path, work: Path) -> None:
     """The locked runtime environment, with hashes, into ``out``."""
-    uv = shutil.which("uv")
+    uv = build.find_uv()
     if uv is None:
         raise SbomError("uv not found (scripts/bootstrap.sh python installs it)")
     requirements = work / "requirements-locked.txt"

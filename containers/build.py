@@ -43,6 +43,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS_CONF = REPO_ROOT / "containers" / "containers.conf"
+# scripts/bootstrap.sh installs the pinned uv into a venv of its own here.
+BOOTSTRAP_UV = REPO_ROOT / ".tools" / "uv" / "bin" / "uv"
 CACHE_DIR = REPO_ROOT / "var" / "containers"
 
 SUITE = "bookworm"  # Debian 12: python3 is 3.11, as the lock requires
@@ -372,8 +374,13 @@ def wheelhouse_dir() -> Path:
     return CACHE_DIR / "wheelhouse" / _digest(RECIPE_VERSION, *pins)[:16]
 
 
+def find_uv() -> str | None:
+    """The uv that scripts/bootstrap.sh installed (``.tools/uv``), else the one on PATH."""
+    return str(BOOTSTRAP_UV) if BOOTSTRAP_UV.is_file() else shutil.which("uv")
+
+
 def _uv() -> str:
-    found = shutil.which("uv")
+    found = find_uv()
     if found is None:
         raise ContainerBuildError("uv not found (scripts/bootstrap.sh python installs it)")
     return found
