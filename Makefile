@@ -4,6 +4,12 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
+# Holoscan (the MAP runtime) links libcudart.so.13 without declaring it. The appliance
+# image registers the nvidia-cuda-runtime wheel's copy with ldconfig (Dockerfile); here the
+# loader finds it through LD_LIBRARY_PATH, so that the demo, the service and the tests run
+# on machines without a CUDA 13 toolkit. The path is fixed (requires-python is 3.11).
+CUDART_WHEEL_LIB := $(CURDIR)/.venv/lib/python3.11/site-packages/nvidia/cu13/lib
+export LD_LIBRARY_PATH := $(if $(LD_LIBRARY_PATH),$(LD_LIBRARY_PATH):)$(CUDART_WHEEL_LIB)
 .DEFAULT_GOAL := help
 
 .PHONY: help demo test lint models data clean image
