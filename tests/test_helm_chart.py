@@ -22,10 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from compliance.audit.identifiers import KEY_FILE_ENV
-from compliance.audit.log import CODE_VERSION_ENV, LOG_ENV
 from map_app.config import AppConfig, load_config
-from service.settings import ENV_PREFIX, ServiceSettings, load_settings
+from service.settings import ServiceSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "minivess"
@@ -43,18 +41,19 @@ CRD_KINDS = {
 }
 RELEASE, NAMESPACE = "site", "imaging"
 FULLNAME = f"{RELEASE}-minivess"
-# MINIVESS_* variables the chart sets that are read outside ServiceSettings.
-OTHER_ENV = {
-    LOG_ENV,
-    KEY_FILE_ENV,
-    CODE_VERSION_ENV,
-    "MINIVESS_RELEASE_PUBLIC_KEY",
-    "MINIVESS_TLS_CERT_FILE",
-    "MINIVESS_TLS_KEY_FILE",
-    "MINIVESS_TLS_CA_FILE",
-    "MINIVESS_METRICS_PORT",
-    "MINIVESS_API_TOKEN",
+ENV_PREFIX = "MINIVESS_"
+# MINIVESS_* variables the chart sets that are no field of the service's or the
+# pipeline's settings, and the file that reads each (checked below: the name is there).
+OTHER_ENV = {"MINIVESS_SECRETS_DIR": "settings/base.py"}
+# What chart 0.1.0 set and nothing read (issue 12); the chart refuses them in extraEnv.
+RENAMED = {
+    "MINIVESS_TLS_CERT_FILE": ["MINIVESS_DICOM_TLS_CERT", "MINIVESS_HTTP_TLS_CERT"],
+    "MINIVESS_TLS_KEY_FILE": ["MINIVESS_DICOM_TLS_KEY", "MINIVESS_HTTP_TLS_KEY"],
+    "MINIVESS_TLS_CA_FILE": ["MINIVESS_DICOM_TLS_CA"],
+    "MINIVESS_AUDIT_KEY": ["MINIVESS_AUDIT_HMAC_KEY_FILE"],
+    "MINIVESS_RELEASE_PUBLIC_KEY": [],
 }
+TLS_DIR, SECRETS_DIR = "/etc/minivess/tls", "/etc/minivess/settings-secrets"
 
 
 def values(name: str) -> dict[str, Any]:
@@ -227,6 +226,12 @@ def test_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert main["startupProbe"]["tcpSocket"] == {"port": "dicom"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert main["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    # Plain DICOM and HTTP without tls.enabled; the API token is a file, not an env value.
+    env = one(docs, "ConfigMap")["data"]
+    assert not [key for key in env if "TLS" in key]
+    assert "MINIVESS_METRICS_PORT" not in env
+    assert [e["name"] for e in main["env"]] == ["POD_NAME"]
+    assert env["MINIVESS_SECRETS_DIR"] == SECRETS_DIR
     ports = {p["name"]: p["containerPort"] for p in main["ports"]}
     assert ports == {"dicom": 11112, "http": 3000}
     # No GPU anywhere unless asked for.
@@ -248,24 +253,79 @@ def test_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
     secret = one(docs, "Secret")
     assert secret["data"]["api-token"] and secret["data"]["audit-hmac-key"]
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # The generated audit key is one the audit log's key reader accepts: 256 bits, hex.
+    key = base64.b64decode(secret["data"]["audit-hmac-key"]).decode()
+    assert len(bytes.fromhex(key)) == 32
+    assert env["MINIVESS_AUDIT_HMAC_KEY_FILE"] == "/etc/minivess/secrets/audit-hmac-key"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert (
+        volumes[mounts["/etc/minivess/secrets"]]["secret"]["secretName"]
+        == secret["metadata"]["name"]
+    )
+
+
+def config_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The ConfigMap's variables without MINIVESS_SECRETS_DIR, whose folder is a volume
+    of the pod that is not here (``pod_environment`` makes one)."""
+    env = one(docs, "ConfigMap")["data"]
+    return {k: v for k, v in env.items() if k != "MINIVESS_SECRETS_DIR"}
+
+
+def pod_environment(docs: list[dict[str, Any]], secrets_dir: Path) -> dict[str, str]:
+    """The container's MINIVESS_* environment as the pod sees it, with MINIVESS_SECRETS_DIR
+    pointing at a copy of the settings-secrets volume (its items, from the chart's Secret)
+    in ``secrets_dir``."""
+    main, spec = container(docs), pod_spec(docs)
+    env = dict(one(docs, "ConfigMap")["data"])
+    env |= {e["name"]: e["value"] for e in main["env"] if "value" in e}
+    mount = next(m for m in main["volumeMounts"] if m["mountPath"] == env["MINIVESS_SECRETS_DIR"])
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])["secret"]
+    secret = one(docs, "Secret", volume["secretName"])
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    for item in volume["items"]:
+        (secrets_dir / item["path"]).write_bytes(base64.b64decode(secret["data"][item["key"]]))
+    return env | {"MINIVESS_SECRETS_DIR": str(secrets_dir)}
 
 
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_settings_from_the_chart_are_valid_service_settings(
     rendered: dict[str, list[dict[str, Any]]], name: str
 ) -> None:
-    """The ConfigMap's MINIVESS_* variables load into the service's and the pipeline's own
-    settings models, and each one is read by something."""
-    env = one(rendered[name], "ConfigMap")["data"]
-    for key in env:
+    """Every MINIVESS_* variable the chart sets is read: a field of the service's or the
+    pipeline's settings, or a name in OTHER_ENV that its reader names. The ConfigMap loads
+    into both models. None of the names chart 0.1.0 set without a reader is left."""
+    docs = rendered[name]
+    main = container(docs)
+    env = one(docs, "ConfigMap")["data"]
+    names = set(env) | {e["name"] for e in main["env"]}
+    for key in sorted(n for n in names if n.startswith(ENV_PREFIX)):
         field = key.removeprefix(ENV_PREFIX).lower()
-        known = field in ServiceSettings.model_fields or field in AppConfig.model_fields
-        assert known or key in OTHER_ENV, key
-    load_config(environ=env)
-    settings = load_settings(environ=env)
+        if field in ServiceSettings.model_fields or field in AppConfig.model_fields:
+            continue
+        assert key in OTHER_ENV, f"the chart sets {key} and no settings model reads it"
+        assert f'"{key}"' in (REPO / OTHER_ENV[key]).read_text(), (key, OTHER_ENV[key])
+    assert not names & set(RENAMED)
+    assert "MINIVESS_API_TOKEN" not in names  # a file in MINIVESS_SECRETS_DIR instead
+    load_config(environ=config_env(docs))
+    settings = load_settings(environ=config_env(docs))
     assert settings.dicom_host == "0.0.0.0" and settings.dicom_port == 11112
     assert str(settings.var_dir) == "/var/lib/minivess"
     assert str(settings.model_dir) == "/opt/holoscan/models/minivess-vessel-ensemble"
+    assert str(settings.audit_key_file) == "/etc/minivess/secrets/audit-hmac-key"
+
+
+def test_the_api_token_reaches_the_service_as_a_secret_file(tmp_path: Path) -> None:
+    """The settings-secrets volume holds the Secret's api-token as MINIVESS_API_TOKEN, and
+    the service's settings read it from MINIVESS_SECRETS_DIR."""
+    docs = render({"secrets": {"apiToken": "t0ken-from-the-secret"}})
+    main = container(docs)
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    assert mounts[SECRETS_DIR]["readOnly"] is True
+    assert not [e for e in main["env"] if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]]
+    env = pod_environment(docs, tmp_path / "settings-secrets")
+    settings = load_settings(environ=env)
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == "t0ken-from-the-secret"
 
 
 @pytest.mark.requirement("SRS-063")
@@ -295,8 +355,10 @@ def test_gpu_monitoring_autoscaling(rendered: dict[str, list[dict[str, Any]]]) -
     assert dicom["spec"]["type"] == "LoadBalancer"
     assert dicom["spec"]["externalTrafficPolicy"] == "Local"
     tls = one(docs, "Secret", f"{FULLNAME}-tls")
-    assert tls["type"] == "kubernetes.io/tls"
-    assert "/etc/minivess/tls" in [m["mountPath"] for m in main["volumeMounts"]]
+    assert tls["type"] == "kubernetes.io/tls" and "ca.crt" not in tls["data"]
+    assert TLS_DIR in [m["mountPath"] for m in main["volumeMounts"]]
+    env = one(docs, "ConfigMap")["data"]
+    assert "MINIVESS_DICOM_TLS_CERT" in env and "MINIVESS_DICOM_TLS_CA" not in env  # no CA
 
 
 def test_monitoring_resources(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -369,7 +431,7 @@ def test_network_policy_admits_only_the_pacs_networks(
     ]
     assert {"10.20.0.0/24", "192.168.5.17/32", "10.0.9.0/24"} <= set(egress_cidrs)
     # The gateway's AE allowlist and export destinations, in the service's format.
-    settings = load_settings(environ=one(docs, "ConfigMap")["data"])
+    settings = load_settings(environ=config_env(docs))
     assert settings.ae_title == "VESSELSEG"
     assert [(p.ae_title, p.ip) for p in settings.allowlist] == [
         ("PACS1", "10.20.0.15/32"),
@@ -400,14 +462,25 @@ def test_existing_secrets_digest_and_no_http(rendered: dict[str, list[dict[str, 
     )
     assert spec["imagePullSecrets"] == [{"name": "hospital-registry"}]
     assert spec["serviceAccountName"] == "default"
-    token = next(e for e in main["env"] if e["name"] == "MINIVESS_API_TOKEN")
-    assert token["valueFrom"]["secretKeyRef"] == {
-        "name": "site-minivess-secrets",
-        "key": "api-token",
-    }
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["secrets"]["secret"]["secretName"] == "site-minivess-secrets"
+    # The site's Secret's api-token, as the file MINIVESS_SECRETS_DIR/MINIVESS_API_TOKEN.
+    assert volumes["settings-secrets"]["secret"]["secretName"] == "site-minivess-secrets"
+    assert volumes["settings-secrets"]["secret"]["items"] == [
+        {"key": "api-token", "path": "MINIVESS_API_TOKEN"}
+    ]
     assert volumes["tls"]["secret"]["secretName"] == "site-minivess-tls"
+    # TLS from the site's Secret: DICOM and HTTPS settings; its CA only when declared.
+    env = one(docs, "ConfigMap")["data"]
+    assert env["MINIVESS_DICOM_TLS_CERT"] == env["MINIVESS_HTTP_TLS_CERT"] == f"{TLS_DIR}/tls.crt"
+    assert "MINIVESS_DICOM_TLS_CA" not in env
+    tls_with_ca = {
+        "enabled": True,
+        "existingSecret": "site-minivess-tls",
+        "existingSecretHasCA": True,
+    }
+    with_ca = render({**values("existing-secret-values"), "tls": tls_with_ca})
+    assert one(with_ca, "ConfigMap")["data"]["MINIVESS_DICOM_TLS_CA"] == f"{TLS_DIR}/ca.crt"
     # Without the HTTP port, every probe is on the DICOM port; no HTTP Service.
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert main[probe]["tcpSocket"] == {"port": "dicom"}, probe
@@ -421,27 +494,108 @@ def test_existing_secrets_digest_and_no_http(rendered: dict[str, list[dict[str, 
 
 
 def test_given_secret_values_are_used_and_tls_needs_a_certificate() -> None:
+    key = "00112233445566778899aabbccddeeff"
     docs = render(
         {
             "secrets": {
                 "apiToken": "s3cret",
-                "auditHmacKey": "k3y",
+                "auditHmacKey": key,
                 "releasePublicKey": "-----BEGIN PUBLIC KEY-----\n",
             }
         }
     )
     data = one(docs, "Secret")["data"]
     assert base64.b64decode(data["api-token"]) == b"s3cret"
-    assert base64.b64decode(data["audit-hmac-key"]) == b"k3y"
+    assert base64.b64decode(data["audit-hmac-key"]) == key.encode()
     assert base64.b64decode(data["release-public-key.pem"]).startswith(b"-----BEGIN PUBLIC")
+    # The public key is a file for `bundle verify`, not a setting.
+    assert "MINIVESS_RELEASE_PUBLIC_KEY" not in one(docs, "ConfigMap")["data"]
     with pytest.raises(helm_python.HelmError, match=r"tls\.cert"):
         render({"tls": {"enabled": True}})
+    # The audit key must be one the key reader accepts (hex, at least 128 bits).
+    for bad in ("k3y", key[:-2]):
+        with pytest.raises(helm_python.HelmError, match="auditHmacKey"):
+            render({"secrets": {"auditHmacKey": bad}})
+
+
+TLS_VALUES: dict[str, Any] = {
+    "tls": {"enabled": True, "cert": "CERT", "key": "KEY", "ca": "CA"},
+    "metrics": {"port": 9100},
+    "serviceMonitor": {"enabled": True},
+}
+
+
+def test_tls_turns_on_dicom_tls_and_https_everywhere() -> None:
+    """tls.enabled: the DICOM and HTTP TLS settings name the mounted Secret's files, the
+    separate metrics port is set, and the probes and the ServiceMonitor speak HTTPS."""
+    docs = render(TLS_VALUES)
+    env = one(docs, "ConfigMap")["data"]
+    settings = load_settings(environ=config_env(docs))
+    assert str(settings.dicom_tls_cert) == str(settings.http_tls_cert) == f"{TLS_DIR}/tls.crt"
+    assert str(settings.dicom_tls_key) == str(settings.http_tls_key) == f"{TLS_DIR}/tls.key"
+    assert str(settings.dicom_tls_ca) == f"{TLS_DIR}/ca.crt"
+    assert env["MINIVESS_METRICS_PORT"] == "9100"
+    assert settings.model_dump()["metrics_port"] == 9100
+    tls = one(docs, "Secret", f"{FULLNAME}-tls")
+    assert sorted(tls["data"]) == ["ca.crt", "tls.crt", "tls.key"]
+    main = container(docs)
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
+    assert volumes[mounts[TLS_DIR]]["secret"]["secretName"] == f"{FULLNAME}-tls"
+    assert main["startupProbe"]["tcpSocket"] == {"port": "dicom"}
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        assert main[probe]["httpGet"] == {"path": path, "port": "http", "scheme": "HTTPS"}
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports == {"dicom": 11112, "http": 3000, "metrics": 9100}
+    (endpoint,) = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["scheme"]) == ("metrics", "https")
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": False}
+    http = one(docs, "Service", f"{FULLNAME}-http")
+    assert {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"} in http[
+        "spec"
+    ]["ports"]
+    # A site's tlsConfig for Prometheus (its CA, the name in the certificate) is passed on.
+    ca = {"secret": {"name": "site-ca", "key": "ca.crt"}}
+    monitored = render({**TLS_VALUES, "serviceMonitor": {"enabled": True, "tlsConfig": {
+        "ca": ca, "serverName": "minivess.imaging.svc"}}})  # fmt: skip
+    (endpoint,) = one(monitored, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["tlsConfig"] == {
+        "insecureSkipVerify": False,
+        "ca": ca,
+        "serverName": "minivess.imaging.svc",
+    }
+
+
+@pytest.mark.parametrize("old", sorted(RENAMED))
+def test_renamed_settings_are_refused_in_extra_env(old: str) -> None:
+    """A site still setting a name nothing reads learns the new one at install."""
+    with pytest.raises(helm_python.HelmError, match=old) as refused:
+        render({"extraEnv": {old: "/etc/minivess/tls/tls.crt"}})
+    for new in RENAMED[old]:
+        assert new in str(refused.value)
+
+
+def test_notes_and_readme_list_the_renamed_settings() -> None:
+    chart = helm_python.Chart.load(str(CHART))
+    notes = chart.render(TLS_VALUES, name=RELEASE, namespace=NAMESPACE)[
+        "minivess/templates/NOTES.txt"
+    ]
+    readme = (REPO / "helm" / "README.md").read_text()
+    for text in (notes, readme):
+        section = text[text.index("Renamed settings") :]
+        for old, new in RENAMED.items():
+            line = next(line for line in section.splitlines() if old in line)
+            assert all(name in line for name in new), line
+            assert new or "removed" in line
+        assert "MINIVESS_SECRETS_DIR" in section
+    assert "echoscu +tla +cf" in notes  # the C-ECHO hint speaks TLS when the port does
 
 
 def test_packaged_chart_leaves_out_the_test_values(tmp_path: Path) -> None:
     """The chart as the offline bundle ships it: ci/ stays out (.helmignore)."""
     archive = helm_python.package(str(CHART), destination=str(tmp_path))
-    assert Path(archive).name == "minivess-0.1.0.tgz"
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+    assert Path(archive).name == f"minivess-{version}.tgz"
     with tarfile.open(archive) as tar:
         names = tar.getnames()
     assert "minivess/values.schema.json" in names and "minivess/templates/statefulset.yaml" in names

@@ -75,3 +75,10 @@ app.kubernetes.io/part-of: minivess
 {{- define "minivess.separateMetricsPort" -}}
 {{- if and .Values.metrics.port (ne (int .Values.metrics.port) (int .Values.http.port)) }}true{{- end }}
 {{- end }}
+
+{{/* A CA (ca.crt) is in the TLS Secret: tls.ca, or tls.existingSecretHasCA for an existing Secret. */}}
+{{- define "minivess.tlsCA" -}}
+{{- if .Values.tls.existingSecret }}
+{{- if .Values.tls.existingSecretHasCA }}true{{- end }}
+{{- else if .Values.tls.ca }}true{{- end }}
+{{- end }}
