@@ -142,6 +142,11 @@ def pods(
             kube_file = work / f"{release}.yaml"
             kube_file.write_text(kube_yaml(of_kind(docs, "ConfigMap"), played))
             done = podman("kube", "play", str(kube_file), timeout=300)
+            if done.returncode != 0 and "catatonit" in done.stderr:
+                pytest.fail(
+                    "podman's pod infra container needs catatonit: apt-get install catatonit",
+                    pytrace=False,
+                )
             assert done.returncode == 0, done.stdout + done.stderr
         for pod in started:
             wait_until_up(pod, pki)
