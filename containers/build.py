@@ -41,6 +41,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from settings.base import load
+from settings.site import ImageBuildSettings
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS_CONF = REPO_ROOT / "containers" / "containers.conf"
 # scripts/bootstrap.sh installs the pinned uv into a venv of its own here.
@@ -85,6 +88,7 @@ APPLIANCE_INPUTS = (
     "map_app",
     "operators",
     "service",
+    "settings",
     "synthetic",
     "compliance/__init__.py",
     "compliance/audit",
@@ -98,6 +102,9 @@ BUILDER_INPUTS = (
     "pyproject.toml",
     "uv.lock",
     "synthetic",
+    "settings/__init__.py",
+    "settings/base.py",
+    "settings/site.py",
     "compliance/__init__.py",
     "compliance/audit",
     "models",
@@ -270,6 +277,7 @@ def debian_sources(suite: str = SUITE, root: Path = Path("/etc/apt")) -> list[st
     this machine uses. ``MINIVESS_DEBIAN_MIRROR`` / ``MINIVESS_DEBIAN_SECURITY_MIRROR``
     override them (e.g. on a build host that is not Debian)."""
     entries = [e for e in apt_sources(root) if e.uri.startswith(("http://", "https://", "file:"))]
+    mirrors = load(ImageBuildSettings)
 
     def kind(entry: AptSource) -> str:
         name = entry.suite.rsplit("/", 1)[-1]
@@ -278,7 +286,7 @@ def debian_sources(suite: str = SUITE, root: Path = Path("/etc/apt")) -> list[st
                 return tail
         return ""
 
-    main = os.environ.get("MINIVESS_DEBIAN_MIRROR") or next(
+    main = mirrors.debian_mirror or next(
         (e.uri for e in entries if e.suite == suite),
         next((e.uri for e in entries if kind(e) == "" and "/debian" in e.uri), None),
     )
@@ -287,7 +295,7 @@ def debian_sources(suite: str = SUITE, root: Path = Path("/etc/apt")) -> list[st
             "no Debian mirror in /etc/apt/sources.list(.d): set MINIVESS_DEBIAN_MIRROR "
             "(and MINIVESS_DEBIAN_SECURITY_MIRROR) to the mirror URLs"
         )
-    security = os.environ.get("MINIVESS_DEBIAN_SECURITY_MIRROR") or next(
+    security = mirrors.debian_security_mirror or next(
         (e.uri for e in entries if kind(e) == "-security"), main + "-security"
     )
     return [
