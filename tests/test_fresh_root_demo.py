@@ -26,9 +26,9 @@ mounts, no hard links across them).
 
 Measured on 2 cores, behind this build machine's proxy: cold (no cached root, an empty
 uv cache) 1.5 min: mmdebstrap 35-65 s, then make demo 41 s including the 1.6 GB download
-(a slower link to PyPI adds to that); warm (cached root, the host's uv cache) 1-2 min,
-nearly all of it make demo: apt-get of python3-venv, uv into its venv, copying the runtime
-into .venv (~1.6 GB) and the demo itself.
+(a slower link to PyPI adds to that); warm (cached root, the host's uv cache) 45 s to
+1.75 min (machine load), nearly all of it make demo: apt-get of python3-venv, uv into its
+venv, copying the runtime into .venv (~1.6 GB) and the demo itself.
 
 Only the container this test starts is removed, by its name.
 """
