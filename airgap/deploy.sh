@@ -20,7 +20,7 @@
 #   --no-ready-check     skip /readyz even when the release has the HTTP sidecar
 #   --audit-log FILE     (MINIVESS_AUDIT_LOG, HOME/var/audit/audit.jsonl: the service's log)
 # Exit: 0 done; 2 usage; 3 verification failed, nothing changed; 4 refused (downgrade,
-# another deploy running), nothing changed; 5 unhealthy, the previous release is serving
+# another deploy running, site settings the new release does not accept), nothing changed; 5 unhealthy, the previous release is serving
 # again (on a first install: nothing runs); 6 the rollback failed too: the appliance is DOWN.
 set -Eeuo pipefail
 umask 022
@@ -39,7 +39,7 @@ SMOKE_TIMEOUT="${MINIVESS_SMOKE_TIMEOUT:-600}"
 AUDIT_LOG="${MINIVESS_AUDIT_LOG:-}"
 IMAGE_REPO="${MINIVESS_IMAGE_REPO:-localhost/minivess-appliance}" # + :release-N tags
 APP_UID=10001 # the image's user: owns the persistent var/ folder
-MODE=install ALLOW_DOWNGRADE=false READY_CHECK=true BUNDLE="" HEALTH_PROBLEM="" TEMPS=()
+MODE=install ALLOW_DOWNGRADE=false READY_CHECK=true BUNDLE="" HEALTH_PROBLEM="" SETTINGS_PROBLEM="" TEMPS=()
 
 log() { printf 'deploy: %s\n' "$*" >&2; }
 die() {
@@ -176,6 +176,18 @@ start_release() { # start_release RELEASE IMAGE_ID: the service on the persisten
     remove_container
     engine run -d "${args[@]}" "$2" serve >/dev/null
 }
+check_settings() { # check_settings IMAGE_ID: the site's settings as the new release reads them
+    local args out rc=0
+    mapfile -t args < <(hardened)
+    [[ -z $ENV_FILE ]] || args+=(--env-file "$ENV_FILE")
+    out=$(engine run --rm --network none "${args[@]}" "$1" settings 2>&1 >/dev/null) || rc=$?
+    # 78 (EX_CONFIG): unknown, malformed or inconsistent MINIVESS_* values. Anything else
+    # is left to the health checks, which roll a broken release back.
+    ((rc == 78)) || return 0
+    SETTINGS_PROBLEM=$(printf '%s' "$out" | tail -n 1)
+    SETTINGS_PROBLEM=${SETTINGS_PROBLEM#error: }
+    return 1
+}
 # shellcheck source-path=SCRIPTDIR source=health.sh
 source "$HERE/health.sh" # healthy: C-ECHO, /readyz, smoke study
 keep_logs() { engine logs --tail 200 "$NAME" >"$HOME_DIR/logs/release-$1-$(date -u +%Y%m%dT%H%M%SZ).log" 2>&1 || true; }
@@ -215,9 +227,22 @@ install() {
     repo=$IMAGE_REPO
     audit install info "release:$RELEASE" step started installed "$current"
     dir="$HOME_DIR/releases/$RELEASE"
+    local had_image=false had_tag=false # to leave the images as they were on a refusal
+    ! engine image inspect "$image" >/dev/null 2>&1 || had_image=true
+    ! engine image inspect "$repo:release-$RELEASE" >/dev/null 2>&1 || had_tag=true
     if ! load_image "$staging/files/$(sitectl get "$REPORT" image.archive)" "$image" "$RELEASE" "$repo"; then
         audit install failure "release:$RELEASE" problem "the image could not be loaded"
         die 5 "the image of release $RELEASE could not be loaded; the installed release is untouched"
+    fi
+    if ! check_settings "$image"; then
+        if [[ $had_image == false ]]; then
+            engine rmi -f "$image" >/dev/null 2>&1 || true
+        elif [[ $had_tag == false ]]; then
+            engine untag "$image" "$repo:release-$RELEASE" >/dev/null 2>&1 || true
+        fi
+        problem="release $RELEASE does not accept the site settings${ENV_FILE:+ in $ENV_FILE}: $SETTINGS_PROBLEM"
+        audit install refused "release:$RELEASE" problem "$problem"
+        die 4 "$problem; nothing was changed"
     fi
     [[ $RELEASE != "$current" ]] || mv "$dir" "$staging/replaced"
     rm -rf "$dir" && mv "$staging/files" "$dir" && chmod 0755 "$dir"

@@ -389,6 +389,25 @@ def test_refused_before_any_change(
     assert last["outcome"] == "refused" and reason in last["details"]["problem"]  # type: ignore[index]
 
 
+@pytest.mark.requirement("SRS-061", "SRS-083")
+def test_settings_the_new_release_refuses_change_nothing(
+    site: Site, bundles: Bundles, tmp_path: Path
+) -> None:
+    """A misspelt name in the site's env file stops the upgrade before the switch."""
+    if 2 not in bundles.paths:
+        bundles.make(2)
+    before = site.snapshot()
+    env_file = tmp_path / "site.env"
+    env_file.write_text("MINIVESS_QUIET_PERIOD=3600\n")
+    done = site.deploy("--env-file", str(env_file), str(bundles.paths[2]))
+    assert done.returncode == 4, done.stderr
+    assert "does not accept the site settings" in done.stderr
+    assert "MINIVESS_QUIET_PERIOD (did you mean MINIVESS_QUIET_PERIOD_S?)" in done.stderr
+    assert "nothing was changed" in done.stderr
+    assert site.snapshot() == before
+    assert site.audit()[-1]["outcome"] == "refused"
+
+
 @pytest.mark.requirement("SRS-060", "SRS-077")
 def test_verify_only_changes_nothing(site: Site, bundles: Bundles) -> None:
     before = site.snapshot()
