@@ -191,10 +191,10 @@ def _run_logged(cmd: Sequence[str], log_path: Path, what: str, env: dict[str, st
 
 
 @contextlib.contextmanager
-def _cache_lock() -> Iterator[None]:
-    """One builder at a time per checkout (make image and a test session may overlap)."""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / ".lock").open("w") as handle:
+def cache_lock(folder: Path = CACHE_DIR) -> Iterator[None]:
+    """One builder at a time per cache folder (make image and a test session may overlap)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -660,7 +660,7 @@ def build_appliance_image(
     if variant not in VARIANTS:
         raise ContainerBuildError(f"variant must be one of {VARIANTS}, not {variant!r}")
     require_podman()
-    with _cache_lock():
+    with cache_lock():
         base = base_image or ensure_base_image(refresh=refresh_base, log=log)
         wheelhouse = ensure_wheelhouse(variant, log=log)
         return _build(
@@ -683,7 +683,7 @@ def build_builder_image(
 ) -> BuiltImage:
     """The builder (training) image: the lock with the builder group (torch CPU build)."""
     require_podman()
-    with _cache_lock():
+    with cache_lock():
         base = base_image or ensure_base_image(log=log)
         wheelhouse = ensure_wheelhouse("builder", log=log)
         return _build(
@@ -712,10 +712,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.target == "base":
-            with _cache_lock():
+            with cache_lock():
                 print(ensure_base_image(refresh=args.refresh_base))
         elif args.target == "wheelhouse":
-            with _cache_lock():
+            with cache_lock():
                 print(ensure_wheelhouse(args.variant).path)
         elif args.target == "builder":
             image = build_builder_image(ref=args.tag, base_image=args.base_image, force=args.force)

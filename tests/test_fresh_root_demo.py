@@ -35,8 +35,6 @@ Only the container this test starts is removed, by its name.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -67,18 +65,6 @@ def _log(message: str) -> None:
     print(f"fresh-root: {message}", flush=True)
 
 
-@contextlib.contextmanager
-def _cache_lock() -> Iterator[None]:
-    """One builder of the root at a time per checkout (test sessions may overlap)."""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def root_key() -> str:
     recipe = [RECIPE_VERSION, build.SUITE, *sorted(FRESH_PACKAGES), *build.MMDEBSTRAP_OPTIONS]
     return hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:16]
@@ -88,7 +74,7 @@ def fresh_root_image() -> str:
     """The fresh Debian root as a podman image, from cache when its recipe is unchanged."""
     key = root_key()
     ref = f"{IMAGE}:{key}"
-    with _cache_lock():
+    with build.cache_lock(CACHE_DIR):
         labels = build.image_labels(ref)
         if labels is not None and labels.get(KEY_LABEL) == key:
             return ref
