@@ -41,10 +41,6 @@ class MemberRecipe(BaseModel):
     batch_size: int = Field(default=2, ge=1)
     learning_rate: float = Field(default=2e-3, gt=0.0)
     foreground_fraction: float = Field(default=0.7, ge=0.0, le=1.0)
-    # Of the patches not centred on a vessel, the share centred on a vessel mimic (a voxel
-    # away from vessels as bright as the fainter lumens): hard negatives. 0: none drawn,
-    # and the random stream is the one of recipes without this field.
-    mimic_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     normalisation: Normalisation = Normalisation()
     augmentation: AugmentationRecipe = AugmentationRecipe()
 

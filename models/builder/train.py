@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import SegResNet, UNet
-from scipy import ndimage
 
 from models.builder.augment import Augmenter
 from models.builder.config import MemberRecipe
@@ -67,20 +66,6 @@ class PreparedCase:
     image: np.ndarray  # normalised, on the member's grid
     mask: np.ndarray  # uint8, on the member's grid
     foreground: np.ndarray  # (N, 3) indices of vessel voxels
-    # (M, 3) indices of hard negatives: away from vessels, yet as bright as the fainter
-    # lumens of the case (fat in MR; bone, calcification in CT).
-    mimics: np.ndarray
-
-
-def _mimics(image: np.ndarray, mask: np.ndarray, limit: int = 20000) -> np.ndarray:
-    """Non-vessel voxels at least as bright as the case's 20th-percentile lumen voxel."""
-    if not mask.any():
-        return np.zeros((0, 3), dtype=np.int64)
-    level = float(np.percentile(image[mask > 0], 20))
-    away = ~ndimage.binary_dilation(mask > 0, iterations=2)
-    found = np.argwhere(away & (image >= level))
-    # Evenly thinned, not randomly: the same case gives the same list on every machine.
-    return found[:: max(1, len(found) // limit)]
 
 
 def prepare_cases(cases: list[LoadedCase], recipe: MemberRecipe) -> list[PreparedCase]:
@@ -93,8 +78,7 @@ def prepare_cases(cases: list[LoadedCase], recipe: MemberRecipe) -> list[Prepare
             case.mask.astype(np.float32), case.geometry.spacing, recipe.input_spacing_mm, order=1
         )
         mask = (mask_prob >= 0.5).astype(np.uint8)
-        mimics = _mimics(image, mask) if recipe.mimic_fraction > 0 else np.zeros((0, 3), int)
-        prepared.append(PreparedCase(image, mask, np.argwhere(mask > 0), mimics))
+        prepared.append(PreparedCase(image, mask, np.argwhere(mask > 0)))
     return prepared
 
 
@@ -103,20 +87,12 @@ def _sample_patch(
     patch: tuple[int, int, int],
     rng: np.random.Generator,
     foreground_fraction: float,
-    mimic_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A patch around a vessel (``foreground_fraction``), else around a vessel mimic
-    (``mimic_fraction`` of the rest), else anywhere."""
     pads = [(0, max(0, p - n)) for n, p in zip(case.image.shape, patch, strict=True)]
     image = np.pad(case.image, pads, mode="edge")
     mask = np.pad(case.mask, pads)
-    centres = None
     if len(case.foreground) and rng.random() < foreground_fraction:
-        centres = case.foreground
-    elif mimic_fraction > 0 and len(case.mimics) and rng.random() < mimic_fraction:
-        centres = case.mimics
-    if centres is not None:
-        centre = centres[int(rng.integers(0, len(centres)))]
+        centre = case.foreground[int(rng.integers(0, len(case.foreground)))]
         start = [
             int(np.clip(c - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, n - p))
             for c, p, n in zip(centre, patch, image.shape, strict=True)
@@ -161,7 +137,6 @@ def train_member(cases: list[LoadedCase], recipe: MemberRecipe, threads: int) ->
                 recipe.patch_size,
                 rng,
                 recipe.foreground_fraction,
-                recipe.mimic_fraction,
             )
             for _ in range(recipe.batch_size)
         ]
