@@ -10,6 +10,11 @@ copies of the same members, same overlap 0.25, no TTA on either side). The table
 medians of end-to-end wall time (process start to exit, models loaded inside), per-stage
 seconds, peak RSS (from the kernel's accounting of each child) and Dice of each side's SEG
 against the truth, and the ratios. Nothing here is a test: run it on a quiet machine.
+
+Each run is watched (``benchmarks.quiet``): the load average before it, and the CPU other
+processes used and the hypervisor stole while it ran. A table with any run that was not
+quiet is marked NOT QUIET and the benchmark exits 3 (``--allow-noisy`` prints the table
+and exits 0): figures from a busy machine are not results.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.quiet import Quietness, Watch
 from benchmarks.torchscript_members import export_members
+from containers.build import find_uv
 from map_app.demo import seg_mask_in_slice_order
 from models.metrics import dice
 from synthetic.case import Modality, generate_case
@@ -44,6 +51,7 @@ class Run:
     wall_s: float
     peak_rss_mb: float
     dice: float
+    quietness: Quietness
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -51,14 +59,19 @@ def _stack_limit() -> None:
     resource.setrlimit(resource.RLIMIT_STACK, (32 * 2**20, resource.RLIM_INFINITY))
 
 
-def timed_child(command: list[str], extra_env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run a child process; (wall seconds, peak RSS MiB) from the kernel's rusage."""
+def timed_child(
+    command: list[str], extra_env: dict[str, str] | None = None
+) -> tuple[float, float, Quietness]:
+    """Run a child process: wall seconds, peak RSS MiB (the kernel's rusage) and how quiet
+    the rest of the machine was meanwhile."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "HOLOSCAN_LOG_LEVEL": "ERROR",
         **(extra_env or {}),
     }
+    watch = Watch()
+    watch.start()
     started = time.perf_counter()
     child = subprocess.Popen(
         command,
@@ -70,10 +83,11 @@ def timed_child(command: list[str], extra_env: dict[str, str] | None = None) -> 
     )
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
+    quietness = watch.stop(own_cpu_s=usage.ru_utime + usage.ru_stime)
     stderr = child.stderr.read().decode() if child.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(command[:4])} failed:\n{stderr[-3000:]}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, quietness
 
 
 def make_study(size: tuple[int, int, int], folder: Path) -> tuple[np.ndarray, list[str]]:
@@ -102,7 +116,10 @@ def appliance_python(work: Path) -> Path:
     if not (venv / "bin" / "python").exists():
         env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)}
         subprocess.run(
-            ["uv", "sync", "--frozen", "--no-default-groups", "-q"], cwd=ROOT, env=env, check=True
+            [find_uv() or "uv", "sync", "--frozen", "--no-default-groups", "-q"],
+            cwd=ROOT,
+            env=env,
+            check=True,
         )
     return venv / "bin" / "python"
 
@@ -116,7 +133,7 @@ def run_ours(
     providers: str | None = None,
 ) -> Run:
     shutil.rmtree(out, ignore_errors=True)
-    wall, rss = timed_child(
+    wall, rss, quietness = timed_child(
         [
             str(python),
             "-m",
@@ -133,13 +150,13 @@ def run_ours(
     report = json.loads((out / "report.json").read_text())
     series = report["series"][0]
     mask = seg_mask_in_slice_order(Path(series["outputs"]["seg"]), uids)
-    return Run(wall, rss, dice(mask, truth), dict(report["timings_s"]))
+    return Run(wall, rss, dice(mask, truth), quietness, dict(report["timings_s"]))
 
 
 def run_reference(study: Path, out: Path, models: Path, truth: np.ndarray, uids: list[str]) -> Run:
     shutil.rmtree(out, ignore_errors=True)
     timings = out.with_suffix(".json")
-    wall, rss = timed_child(
+    wall, rss, quietness = timed_child(
         [
             sys.executable,
             "-m",
@@ -158,7 +175,7 @@ def run_reference(study: Path, out: Path, models: Path, truth: np.ndarray, uids:
     stages["inference"] = sum(v for k, v in stages.items() if k.startswith("inference:"))
     stages["uncertainty"] = stages.pop("average", 0.0)
     [seg] = list(out.rglob("*.dcm"))
-    return Run(wall, rss, dice(seg_mask_in_slice_order(seg, uids), truth), stages)
+    return Run(wall, rss, dice(seg_mask_in_slice_order(seg, uids), truth), quietness, stages)
 
 
 def _median(runs: list[Run], attribute: str) -> float:
@@ -169,11 +186,31 @@ def _stage(runs: list[Run], name: str) -> float:
     return statistics.median(run.stages.get(name, 0.0) for run in runs)
 
 
-def print_table(size: str, ours: list[Run], reference: list[Run]) -> None:
-    print(f"\n## study {size} (median of {len(ours)} runs each, side by side)")
+def machine() -> str:
+    """The CPU model and core count, so a table says where its figures came from."""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        "unknown CPU",
+    )  # fmt: skip
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def print_table(size: str, ours: list[Run], reference: list[Run]) -> bool:
+    """The side-by-side table; returns whether every run of it was quiet."""
+    runs = ours + reference
+    noisy = [run.quietness for run in runs if not run.quietness.quiet]
+    verdict = "quiet" if not noisy else f"NOT QUIET ({len(noisy)}/{len(runs)} runs)"
+    print(f"\n## study {size} (median of {len(ours)} runs each, side by side): {verdict}")
+    print(f"machine: {machine()}")
     print(f"| {'measure':<28} | {'ours':>10} | {'reference':>10} | {'ref/ours':>8} |")
     print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 10}|")
     rows = [("end-to-end wall (s)", _median(ours, "wall_s"), _median(reference, "wall_s"))]
+    rows += [
+        (f"  {name} of {len(ours)} (s)", pick(r.wall_s for r in ours),
+         pick(r.wall_s for r in reference))
+        for name, pick in (("min", min), ("max", max))
+    ]  # fmt: skip
     rows += [
         (f"  stage {name} (s)", _stage(ours, name), _stage(reference, name)) for name in STAGES
     ]
@@ -186,6 +223,9 @@ def print_table(size: str, ours: list[Run], reference: list[Run]) -> None:
         "(ours' 'uncertainty' is the entropy/MI maps; the reference's is its averaging; "
         "ours also writes a Parametric Map and an SR, counted in its end-to-end time)"
     )
+    worst = max(runs, key=lambda run: run.quietness.foreign).quietness
+    print(f"busiest run: {worst.describe()}")
+    return not noisy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,10 +248,16 @@ def main(argv: list[str] | None = None) -> int:
         help="interpreter of the appliance environment (default: build one "
         "without torch under WORK/runtime-venv)",
     )
+    parser.add_argument(
+        "--allow-noisy",
+        action="store_true",
+        help="exit 0 even when a run was not quiet (the table still says NOT QUIET)",
+    )
     args = parser.parse_args(argv)
     python = args.ours_python or appliance_python(args.work)
     models = args.work / "torchscript"
-    export_members(ROOT / "models" / "ensemble", ROOT / "var" / "builder", models)
+    export_members(ROOT / "models" / "ensemble", models)
+    quiet = True
     for text in args.sizes.split(","):
         size = tuple(int(v) for v in text.lower().split("x"))
         study = args.work / f"study-{text}"
@@ -230,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"reference {reference[-1].wall_s:.1f} s",
                 flush=True,
             )
-        print_table(text, ours, reference)
+        quiet = print_table(text, ours, reference) and quiet
+    if not quiet:
+        print("\nNOT QUIET: other work used the machine during some runs; these figures are "
+              "not results (rerun on a quiet machine)", file=sys.stderr)  # fmt: skip
+        return 0 if args.allow_noisy else 3
     return 0
 
 

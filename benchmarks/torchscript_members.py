@@ -1,9 +1,11 @@
 """TorchScript copies of the shipped members, for the MONAI Deploy reference composition.
 
-The weights come from the builder's checkpoints (``var/builder/<member>.pt``; ``make
-models`` recreates them bit-identically on this machine type). Before a copy is used it is
-checked against the shipped ONNX file: same input, probabilities within 1e-4, so both
-sides of the benchmark run the very same networks.
+The weights come from the shipped ONNX files themselves (no ``make models`` needed): an
+initializer that kept its PyTorch name fills that parameter; the exporter renamed the rest
+(PReLU slopes, GroupNorm's scale and shift, as ``onnx::PRelu_202``...), and those fill the
+remaining parameters in order, element counts checked. Before a copy is used it is checked
+against the shipped ONNX file: same input, probabilities within 1e-4, so both sides of the
+benchmark run the very same networks (a wrong pairing could not pass).
 
 MONAI's image readers hold volumes as (C, W, H, D) = (channel, i, j, k); our members were
 trained on (k, j, i) arrays, so the wrapper permutes the spatial axes in and out.
@@ -15,8 +17,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
+from onnx import numpy_helper
 
 from models.builder.config import SHIPPED
 from models.builder.train import build_network
@@ -32,17 +36,39 @@ class IjkToKji(torch.nn.Module):
         return self.network(x.permute(0, 1, 4, 3, 2)).permute(0, 1, 4, 3, 2)
 
 
-def export_members(model_dir: Path, checkpoint_dir: Path, out_dir: Path) -> list[Path]:
+def weights_from_onnx(network: torch.nn.Module, onnx_file: Path) -> dict[str, torch.Tensor]:
+    """The state dict of ``network`` filled from the initializers of its ONNX export."""
+    initializers = {
+        i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_file)).graph.initializer
+    }
+    state = network.state_dict()
+    named = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    renamed_params = [k for k in named if k not in initializers]
+    renamed_inits = [n for n in initializers if n not in state]
+    if len(renamed_params) != len(renamed_inits):
+        raise RuntimeError(
+            f"{onnx_file.name}: {len(renamed_params)} parameters without a named "
+            f"initializer, {len(renamed_inits)} unnamed initializers"
+        )
+    pairs = [(k, k) for k in named if k in initializers]
+    pairs += list(zip(renamed_params, renamed_inits, strict=True))
+    filled = dict(state)
+    for key, name in pairs:
+        value = initializers[name]
+        if value.size != state[key].numel():
+            raise RuntimeError(f"{onnx_file.name}: {name} {value.shape} does not fit {key}")
+        filled[key] = torch.from_numpy(value.copy()).reshape(state[key].shape)
+    return filled
+
+
+def export_members(model_dir: Path, out_dir: Path) -> list[Path]:
     manifest = read_manifest(model_dir)
     recipes = {recipe.name: recipe for recipe in SHIPPED.members}
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for member in manifest.members:
-        checkpoint = checkpoint_dir / f"{member.name}.pt"
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"{checkpoint} missing: run `make models` first")
         network = build_network(recipes[member.name])
-        network.load_state_dict(torch.load(checkpoint, weights_only=True))
+        network.load_state_dict(weights_from_onnx(network, model_dir / member.file))
         wrapped = IjkToKji(network.eval())
         patch = member.patch_size
         example = torch.randn(
@@ -60,7 +86,7 @@ def export_members(model_dir: Path, checkpoint_dir: Path, out_dir: Path) -> list
         if difference > 1e-4:
             raise RuntimeError(
                 f"{member.name}: TorchScript copy differs from the shipped ONNX "
-                f"by {difference:.2e}; checkpoints do not match the ensemble"
+                f"by {difference:.2e}: its weights were not recovered from the ONNX file"
             )
         path = out_dir / f"{member.name}.ts"
         traced.save(str(path))

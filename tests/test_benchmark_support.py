@@ -1,0 +1,79 @@
+"""What the pipeline benchmark stands on: its quietness check and the reference's members.
+
+Quietness: real processes, real ``/proc``: a child that keeps one core busy is the
+benchmark itself (subtracted), burners beside it are foreign work (counted). Every loop
+stops by itself. Members: the reference's TorchScript copies come from the shipped ONNX
+files alone (no ``make models``) and match them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from benchmarks.quiet import CpuTimes, Watch, quietness
+from benchmarks.torchscript_members import export_members, weights_from_onnx
+from models.builder.config import SHIPPED
+from models.builder.train import build_network
+
+MODELS = Path(__file__).resolve().parents[1] / "models" / "ensemble"
+
+BURN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
+
+
+def _child_cpu(seconds: float) -> float:
+    """Run a CPU-bound child for ``seconds`` of CPU; return its CPU time (rusage)."""
+    child = subprocess.Popen([sys.executable, "-c", BURN.format(s=seconds)])
+    _, status, usage = os.wait4(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_foreign_cpu_is_what_other_processes_used() -> None:
+    before = CpuTimes(busy_s=100.0, steal_s=1.0, total_s=1000.0)
+    after = CpuTimes(busy_s=118.0, steal_s=2.0, total_s=1020.0)  # 2 cores x 10 s
+    alone = quietness(before, after, own_cpu_s=17.0, load_before=0.2, cores=2)
+    assert round(alone.foreign, 3) == 0.05 and round(alone.steal, 3) == 0.05
+    assert alone.quiet
+    shared = quietness(before, after, own_cpu_s=8.0, load_before=0.2, cores=2)
+    assert round(shared.foreign, 3) == 0.5 and not shared.quiet
+    busy_before = quietness(before, after, own_cpu_s=17.0, load_before=1.6, cores=2)
+    assert not busy_before.quiet and "load/core before 0.80" in busy_before.describe()
+
+
+def test_a_busy_neighbour_is_detected_and_the_child_itself_is_not() -> None:
+    watch = Watch()
+    watch.start()
+    alone = watch.stop(_child_cpu(1.5))
+    assert alone.foreign < 0.25, alone.describe()  # its own core is not counted
+    burners = [
+        subprocess.Popen([sys.executable, "-c", BURN.format(s=3.0)])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        watch.start()
+        beside = watch.stop(_child_cpu(1.5))
+    finally:
+        for burner in burners:
+            burner.wait(timeout=60)
+    assert beside.foreign > alone.foreign + 0.2 and not beside.quiet, beside.describe()
+
+
+def test_reference_members_come_from_the_shipped_onnx_files(tmp_path: Path) -> None:
+    written = export_members(MODELS, tmp_path)  # raises unless each copy matches within 1e-4
+    assert sorted(p.name for p in written) == sorted(f"{m.name}.ts" for m in SHIPPED.members)
+
+
+def test_a_tampered_onnx_file_cannot_give_its_weights(tmp_path: Path) -> None:
+    recipe = SHIPPED.members[0]
+    model = onnx.load(str(MODELS / f"{recipe.name}.onnx"))
+    del model.graph.initializer[-1]  # one parameter short
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    with pytest.raises(RuntimeError, match="without a named initializer"):
+        weights_from_onnx(build_network(recipe), broken)
