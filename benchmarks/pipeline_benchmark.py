@@ -11,10 +11,11 @@ medians of end-to-end wall time (process start to exit, models loaded inside), p
 seconds, peak RSS (from the kernel's accounting of each child) and Dice of each side's SEG
 against the truth, and the ratios. Nothing here is a test: run it on a quiet machine.
 
-Each run is watched (``benchmarks.quiet``): the load average before it, and the CPU other
-processes used and the hypervisor stole while it ran. A table with any run that was not
-quiet is marked NOT QUIET and the benchmark exits 3 (``--allow-noisy`` prints the table
-and exits 0): figures from a busy machine are not results.
+Each run is watched (``benchmarks.quiet``): the CPU other processes used and the
+hypervisor stole while it ran; the load average is read once, before the first run. A
+table with any run that was not quiet is marked NOT QUIET and the benchmark exits 3
+(``--allow-noisy`` prints the table and exits 0): figures from a busy machine are not
+results.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.quiet import Quietness, Watch
+from benchmarks.quiet import Quietness, Watch, idle_at_start, load_per_core
 from benchmarks.torchscript_members import export_members
 from containers.build import find_uv
 from map_app.demo import seg_mask_in_slice_order
@@ -202,7 +203,6 @@ def print_table(size: str, ours: list[Run], reference: list[Run]) -> bool:
     noisy = [run.quietness for run in runs if not run.quietness.quiet]
     verdict = "quiet" if not noisy else f"NOT QUIET ({len(noisy)}/{len(runs)} runs)"
     print(f"\n## study {size} (median of {len(ours)} runs each, side by side): {verdict}")
-    print(f"machine: {machine()}")
     print(f"| {'measure':<28} | {'ours':>10} | {'reference':>10} | {'ref/ours':>8} |")
     print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 10}|")
     rows = [("end-to-end wall (s)", _median(ours, "wall_s"), _median(reference, "wall_s"))]
@@ -257,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     python = args.ours_python or appliance_python(args.work)
     models = args.work / "torchscript"
     export_members(ROOT / "models" / "ensemble", models)
-    quiet = True
+    quiet = idle_at_start()
+    print(f"machine: {machine()}; load/core before the first run {load_per_core():.2f}"
+          f"{'' if quiet else ' (NOT QUIET: something else is running)'}")  # fmt: skip
     for text in args.sizes.split(","):
         size = tuple(int(v) for v in text.lower().split("x"))
         study = args.work / f"study-{text}"

@@ -5,11 +5,12 @@ tell a busy machine from a working benchmark. :class:`Watch` reads the kernel's 
 accounting (``/proc/stat``) before and after one timed child and subtracts the child's
 own CPU time (its rusage): what is left is **foreign CPU**, work of other processes
 during the run, as a fraction of the machine's capacity over that time. It also reads
-the hypervisor's **steal** time and the 1-minute load average before the run.
+the hypervisor's **steal** time.
 
-A run is quiet when foreign CPU and steal each stay under 10 % of the machine and the
-load average before it was under 0.5 per core; a benchmark table is quiet when all its
-runs are.
+A run is quiet when foreign CPU and steal each stay under 10 % of the machine; a benchmark
+is quiet when all its runs are and the 1-minute load average was under 0.5 per core
+before its first run (later runs cannot use it: it still holds the benchmark's own
+previous run, decaying over minutes).
 """
 
 from __future__ import annotations
@@ -48,32 +49,33 @@ class CpuTimes:
 class Quietness:
     """How busy the rest of the machine was during one run (fractions of its capacity)."""
 
-    load_before: float  # 1-minute load average per core before the run
     foreign: float  # CPU used by other processes / (cores x wall time)
     steal: float  # time the hypervisor gave to others / (cores x wall time)
 
     @property
     def quiet(self) -> bool:
-        return (
-            self.load_before < LOAD_PER_CORE_LIMIT
-            and self.foreign < FOREIGN_LIMIT
-            and self.steal < STEAL_LIMIT
-        )
+        return self.foreign < FOREIGN_LIMIT and self.steal < STEAL_LIMIT
 
     def describe(self) -> str:
-        return (
-            f"load/core before {self.load_before:.2f}, foreign CPU {self.foreign:.0%}, "
-            f"steal {self.steal:.0%}"
-        )
+        return f"foreign CPU {self.foreign:.0%}, steal {self.steal:.0%}"
 
 
-def quietness(before: CpuTimes, after: CpuTimes, own_cpu_s: float, load_before: float,
-              cores: int) -> Quietness:  # fmt: skip
+def quietness(before: CpuTimes, after: CpuTimes, own_cpu_s: float) -> Quietness:
     """Foreign CPU and steal between two readings, given the benchmark child's CPU time."""
     capacity = max(after.total_s - before.total_s, 1e-9)
     foreign = max(0.0, (after.busy_s - before.busy_s) - own_cpu_s) / capacity
     steal = (after.steal_s - before.steal_s) / capacity
-    return Quietness(load_before / cores, foreign, steal)
+    return Quietness(foreign, steal)
+
+
+def load_per_core(proc: Path = _PROC) -> float:
+    """The 1-minute load average per core (``/proc/loadavg``)."""
+    return float((proc / "loadavg").read_text().split()[0]) / (os.cpu_count() or 1)
+
+
+def idle_at_start(proc: Path = _PROC) -> bool:
+    """Nothing else running before a benchmark starts (read before its first run only)."""
+    return load_per_core(proc) < LOAD_PER_CORE_LIMIT
 
 
 class Watch:
@@ -81,16 +83,12 @@ class Watch:
 
     def __init__(self, proc: Path = _PROC) -> None:
         self.proc = proc
-        self.cores = os.cpu_count() or 1
         self._before: CpuTimes | None = None
-        self._load = 0.0
 
     def start(self) -> None:
-        self._load = float((self.proc / "loadavg").read_text().split()[0])
         self._before = CpuTimes.read(self.proc)
 
     def stop(self, own_cpu_s: float) -> Quietness:
         if self._before is None:
             raise RuntimeError("Watch.stop() before start()")
-        return quietness(self._before, CpuTimes.read(self.proc), own_cpu_s, self._load,
-                         self.cores)  # fmt: skip
+        return quietness(self._before, CpuTimes.read(self.proc), own_cpu_s)

@@ -37,13 +37,14 @@ def _child_cpu(seconds: float) -> float:
 def test_foreign_cpu_is_what_other_processes_used() -> None:
     before = CpuTimes(busy_s=100.0, steal_s=1.0, total_s=1000.0)
     after = CpuTimes(busy_s=118.0, steal_s=2.0, total_s=1020.0)  # 2 cores x 10 s
-    alone = quietness(before, after, own_cpu_s=17.0, load_before=0.2, cores=2)
+    alone = quietness(before, after, own_cpu_s=17.0)
     assert round(alone.foreign, 3) == 0.05 and round(alone.steal, 3) == 0.05
     assert alone.quiet
-    shared = quietness(before, after, own_cpu_s=8.0, load_before=0.2, cores=2)
+    shared = quietness(before, after, own_cpu_s=8.0)
     assert round(shared.foreign, 3) == 0.5 and not shared.quiet
-    busy_before = quietness(before, after, own_cpu_s=17.0, load_before=1.6, cores=2)
-    assert not busy_before.quiet and "load/core before 0.80" in busy_before.describe()
+    assert "foreign CPU 50%" in shared.describe()
+    stolen = quietness(before, CpuTimes(busy_s=118.0, steal_s=4.0, total_s=1020.0), 17.0)
+    assert round(stolen.steal, 3) == 0.15 and not stolen.quiet
 
 
 def test_a_busy_neighbour_is_detected_and_the_child_itself_is_not() -> None:
