@@ -24,6 +24,7 @@ import yaml
 
 from map_app.config import AppConfig, load_config
 from service.settings import ServiceSettings, load_settings
+from settings.base import ENV_PREFIX, SECRETS_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "minivess"
@@ -41,10 +42,11 @@ CRD_KINDS = {
 }
 RELEASE, NAMESPACE = "site", "imaging"
 FULLNAME = f"{RELEASE}-minivess"
-ENV_PREFIX = "MINIVESS_"
-# MINIVESS_* variables the chart sets that are no field of the service's or the
-# pipeline's settings, and the file that reads each (checked below: the name is there).
-OTHER_ENV = {"MINIVESS_SECRETS_DIR": "settings/base.py"}
+# What the pod reads: a field of the service's or the pipeline's settings, or the folder
+# of secret files that every settings model reads (settings/base.py).
+POD_SETTINGS = {
+    model.env_name(field) for model in (ServiceSettings, AppConfig) for field in model.model_fields
+} | {SECRETS_DIR_ENV}
 # What chart 0.1.0 set and nothing read (issue 12); the chart refuses them in extraEnv.
 RENAMED = {
     "MINIVESS_TLS_CERT_FILE": ["MINIVESS_DICOM_TLS_CERT", "MINIVESS_HTTP_TLS_CERT"],
@@ -292,18 +294,14 @@ def test_settings_from_the_chart_are_valid_service_settings(
     rendered: dict[str, list[dict[str, Any]]], name: str
 ) -> None:
     """Every MINIVESS_* variable the chart sets is read: a field of the service's or the
-    pipeline's settings, or a name in OTHER_ENV that its reader names. The ConfigMap loads
+    pipeline's settings, or the secret-files folder (POD_SETTINGS). The ConfigMap loads
     into both models. None of the names chart 0.1.0 set without a reader is left."""
     docs = rendered[name]
     main = container(docs)
     env = one(docs, "ConfigMap")["data"]
     names = set(env) | {e["name"] for e in main["env"]}
     for key in sorted(n for n in names if n.startswith(ENV_PREFIX)):
-        field = key.removeprefix(ENV_PREFIX).lower()
-        if field in ServiceSettings.model_fields or field in AppConfig.model_fields:
-            continue
-        assert key in OTHER_ENV, f"the chart sets {key} and no settings model reads it"
-        assert f'"{key}"' in (REPO / OTHER_ENV[key]).read_text(), (key, OTHER_ENV[key])
+        assert key in POD_SETTINGS, f"the chart sets {key} and no settings model reads it"
     assert not names & set(RENAMED)
     assert "MINIVESS_API_TOKEN" not in names  # a file in MINIVESS_SECRETS_DIR instead
     load_config(environ=config_env(docs))
