@@ -16,7 +16,7 @@ from synthetic.tree import Branch, grow_tree
 
 # Bump whenever a change alters generated voxels: it is recorded in the model manifest's
 # provenance and in every split index, so stale data is never mixed with new models.
-GENERATOR_VERSION = "2.0.0"
+GENERATOR_VERSION = "2.1.0"
 
 DEFAULT_FOV_MM = (40.0, 48.0, 48.0)
 
@@ -74,7 +74,7 @@ def generate_case(
         (shape[1] - 1) * spacing[1],
         (shape[2] - 1) * spacing[2],
     )
-    branches = grow_tree(box, geometry_rng)
+    branches = _grow_vessels(box, appearance.vessel_extent, geometry_rng)
     mask = signed_distance(branches, shape, spacing) <= 0.0
     body = None
     if appearance.body_fraction is not None:
@@ -101,6 +101,21 @@ def generate_case(
 
 
 _FINE_SLICE_MM = 0.8
+
+
+def _grow_vessels(
+    box: tuple[float, float, float], extent: float, rng: np.random.Generator
+) -> list[Branch]:
+    """The tree grown in a sub-box of ``extent`` x each side, placed at random in ``box``.
+
+    With ``extent`` 1 nothing else is drawn, so studies without the option keep their
+    voxels (the locked test split among them).
+    """
+    if extent >= 1.0:
+        return grow_tree(box, rng)
+    branches = grow_tree((box[0] * extent, box[1] * extent, box[2] * extent), rng)
+    offset = rng.uniform(0.0, 1.0, size=3) * np.asarray(box) * (1.0 - extent)
+    return [Branch(points=b.points + offset, radii=b.radii) for b in branches]
 
 
 def _draw_physics(

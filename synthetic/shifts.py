@@ -104,6 +104,13 @@ FAMILIES: tuple[ShiftFamily, ...] = (
     ShiftFamily(
         "motion", BOTH, "motion ghosts of 10/20/35 % along y", _set(ghosting=(0.1, 0.2, 0.35))
     ),
+    ShiftFamily(
+        "sparse_vessels",
+        BOTH,
+        "the tree grows in 70/50/35 % of each axis of the field of view, vessel-free "
+        "tissue around it (a field of view larger than the vascular territory)",
+        _set(vessel_extent=(0.7, 0.5, 0.35)),
+    ),
     ShiftFamily("rings", (Modality.CT,), "rings 1/2/3 x the noise", _set(rings=(1.0, 2.0, 3.0))),
     ShiftFamily(
         "scale",

@@ -10,6 +10,7 @@ reference profile.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import subprocess
@@ -115,11 +116,16 @@ def build(
     for member_recipe in recipe.members:
         checkpoint = work_dir / f"{member_recipe.name}.pt"
         recipe_file = work_dir / f"{member_recipe.name}.recipe.json"
+        # A checkpoint is reused only for the same recipe on the same training data.
+        trained_on = json.dumps(
+            {"recipe": member_recipe.model_dump(mode="json"), "train": train_index.content_sha256},
+            sort_keys=True,
+        )
         if (
             reuse_checkpoints
             and checkpoint.is_file()
             and recipe_file.is_file()
-            and recipe_file.read_text() == member_recipe.model_dump_json()
+            and recipe_file.read_text() == trained_on
         ):
             network = build_network(member_recipe)
             network.load_state_dict(torch.load(checkpoint, weights_only=True))
@@ -128,7 +134,7 @@ def build(
         else:
             network = train_member(train_cases, member_recipe, recipe.torch_threads)
             torch.save(network.state_dict(), checkpoint)
-            recipe_file.write_text(member_recipe.model_dump_json())
+            recipe_file.write_text(trained_on)
         real = prepare_cases(val_cases[:1], member_recipe)[0].image
         pz, py, px = member_recipe.patch_size
         real_patch = np.pad(
