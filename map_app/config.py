@@ -37,6 +37,11 @@ class AppConfig(MinivessSettings):
     overlap: float = Field(default=0.25, ge=0.0, lt=1.0, description="sliding-window overlap")
     batch_size: int = Field(default=2, ge=1, description="windows per inference call")
     test_time_flips: bool = Field(default=False, description="average over flipped inputs")
+    window_screen: bool = Field(
+        default=False,
+        description="skip sliding windows that cannot hold a lumen (CT: no voxel >= 100 HU, "
+        "MR: none >= 1.5x the tissue, after a one-voxel smoothing); see models/screen.py",
+    )
     fusion: Literal["mean", "majority", "weighted"] | None = Field(
         default=None, description="None = the manifest's fusion"
     )
@@ -71,7 +76,12 @@ class AppConfig(MinivessSettings):
 
     def sliding_window(self) -> SlidingWindowSettings:
         flips = ((0,), (1,), (2,)) if self.test_time_flips else ()
-        return SlidingWindowSettings(overlap=self.overlap, batch_size=self.batch_size, flips=flips)
+        return SlidingWindowSettings(
+            overlap=self.overlap,
+            batch_size=self.batch_size,
+            flips=flips,
+            screen=self.window_screen,
+        )
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AppConfig:

@@ -20,6 +20,7 @@ from scipy import ndimage
 from models.loader import LoadedEnsemble, LoadedMember
 from models.manifest import Normalisation
 from models.normalisation import normalisation_reference, normalise, resolve_modality
+from models.screen import WindowScreen, WindowTally, brightness, lumen_floor
 
 Spacing = tuple[float, float, float]
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -31,6 +32,7 @@ class SlidingWindowSettings:
     batch_size: int = 2
     sigma_scale: float = 0.125
     flips: tuple[tuple[int, ...], ...] = ()  # spatial axes (0=z, 1=y, 2=x) to flip for TTA
+    screen: bool = False  # skip windows that cannot hold a lumen (models.screen)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap < 1.0:
@@ -92,8 +94,14 @@ def sliding_window_probability(
     volume: np.ndarray,
     patch: Sequence[int],
     settings: SlidingWindowSettings,
+    screen: WindowScreen | None = None,
+    tally: WindowTally | None = None,
 ) -> np.ndarray:
-    """Vessel probability over ``volume`` from a predictor of (B,1,z,y,x) -> (B,2,z,y,x) logits."""
+    """Vessel probability over ``volume`` from a predictor of (B,1,z,y,x) -> (B,2,z,y,x) logits.
+
+    With ``screen``, windows that cannot hold a lumen are not run: they add probability 0
+    with their blending weight. ``tally`` counts run and skipped windows.
+    """
     pads = [(0, max(0, p - n)) for n, p in zip(volume.shape, patch, strict=True)]
     padded = np.pad(volume, pads, mode="edge") if any(p[1] for p in pads) else volume
     importance = gaussian_importance(patch, settings.sigma_scale)
@@ -108,6 +116,20 @@ def sliding_window_probability(
         )
     )
     pz, py, px = patch
+    if screen is not None:
+        kept = []
+        for corner in corners:
+            z, y, x = corner
+            window = (slice(z, z + pz), slice(y, y + py), slice(x, x + px))
+            if screen.may_hold_lumen(window):
+                kept.append(corner)
+            else:
+                weight[window] += importance
+        if tally is not None:
+            tally.skipped += len(corners) - len(kept)
+        corners = kept
+    if tally is not None:
+        tally.run += len(corners)
     for first in range(0, len(corners), settings.batch_size):
         batch_corners = corners[first : first + settings.batch_size]
         batch = np.stack([padded[z : z + pz, y : y + py, x : x + px] for z, y, x in batch_corners])
@@ -171,15 +193,24 @@ def member_probability(
     settings: SlidingWindowSettings,
     modality: str = "",
     prepared: np.ndarray | None = None,
+    bright: np.ndarray | None = None,
+    tally: WindowTally | None = None,
 ) -> np.ndarray:
     """One member's vessel probability on the native grid of ``image``.
 
-    ``prepared`` is ``member_input(...)`` when the caller already has it.
+    ``prepared`` is ``member_input(...)`` and ``bright`` is ``brightness(prepared)`` when
+    the caller already has them; ``tally`` counts the windows run and skipped.
     """
+    modality = resolve_modality(modality, image)
     if prepared is None:
-        modality = resolve_modality(modality, image)
         prepared = member_input(image, spacing, member_spacing, normalisation, modality)
-    probability = sliding_window_probability(predict, prepared, patch, settings)
+    screen = None
+    if settings.screen:
+        screen = WindowScreen(
+            bright if bright is not None else brightness(prepared),
+            lumen_floor(normalisation, modality),
+        )
+    probability = sliding_window_probability(predict, prepared, patch, settings, screen, tally)
     return resample(probability, member_spacing, spacing, shape=image.shape, order=1)
 
 
@@ -190,18 +221,20 @@ def ensemble_probabilities(
     settings: SlidingWindowSettings | None = None,
     on_member_done: Callable[[str, float], None] | None = None,
     modality: str = "",
+    tally: WindowTally | None = None,
 ) -> np.ndarray:
     """Stack of member probabilities, shape (members, z, y, x), float32.
 
     ``modality`` is the DICOM Modality ("CT", "MR"; "" for a NIfTI input, inferred from
     the values). Members sharing a spacing and normalisation share one prepared input
     (normalising and resampling a large volume costs seconds). ``on_member_done(name,
-    seconds)`` is told how long each member took.
+    seconds)`` is told how long each member took; ``tally`` counts the sliding windows.
     """
     settings = settings or SlidingWindowSettings()
     modality = resolve_modality(modality, image)
     stacked = np.empty((len(ensemble.members), *image.shape), dtype=np.float32)
     prepared: dict[tuple[Spacing, Normalisation], np.ndarray] = {}
+    bright: dict[tuple[Spacing, Normalisation], np.ndarray] = {}
     keys = [(m.member.input_spacing_mm, m.member.normalisation) for m in ensemble.members]
     last_use = {key: index for index, key in enumerate(keys)}
     reference: float | None = None
@@ -215,6 +248,8 @@ def ensemble_probabilities(
             prepared[key] = member_input(
                 image, spacing, member.input_spacing_mm, member.normalisation, modality, reference
             )
+            if settings.screen:
+                bright[key] = brightness(prepared[key])
         stacked[index] = member_probability(
             onnx_predictor(loaded),
             image,
@@ -223,10 +258,14 @@ def ensemble_probabilities(
             member.patch_size,
             member.normalisation,
             settings,
+            modality=modality,
             prepared=prepared[key],
+            bright=bright.get(key),
+            tally=tally,
         )
         if last_use[key] == index:
             del prepared[key]  # bounded memory: no member needs this grid any more
+            bright.pop(key, None)
         if on_member_done is not None:
             on_member_done(member.name, time.perf_counter() - started)
     return stacked

@@ -40,6 +40,10 @@ class SeriesOutcome(BaseModel):
     features: dict[str, float] = Field(
         default_factory=dict, description="drift features (models/features.py), no PHI"
     )
+    windows_run: int | None = Field(default=None, description="sliding windows run, all members")
+    windows_skipped: int | None = Field(
+        default=None, description="windows the lumen screen skipped (models/screen.py)"
+    )
 
 
 class ModelSummary(BaseModel):

@@ -18,6 +18,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 from models.features import study_features
 from models.inference import SlidingWindowSettings, ensemble_probabilities, fuse
 from models.loader import LoadedEnsemble
+from models.screen import WindowTally
 from models.uncertainty import study_score, temperature_scaled, voxel_uncertainty
 from operators.run_report import RunRecorder
 from operators.series_volume import SegmentationResult, SeriesVolume
@@ -102,6 +103,7 @@ class EnsembleInferenceOperator(Operator):
         work: list[SeriesWork] = op_input.receive("series_work")
         done = []
         for item in work:
+            tally = WindowTally()
             with self.recorder.stage("inference"):
                 stack = ensemble_probabilities(
                     self.ensemble,
@@ -110,7 +112,10 @@ class EnsembleInferenceOperator(Operator):
                     self.settings,
                     on_member_done=self._member_done,
                     modality=item.volume.modality,
+                    tally=tally,
                 )
+            outcome = self.recorder.outcome(item.volume.series_instance_uid)
+            outcome.windows_run, outcome.windows_skipped = tally.run, tally.skipped
             done.append(replace(item, member_probabilities=stack))
         op_output.emit(done, "series_work")
 

@@ -12,6 +12,8 @@ from models.inference import (
     resampled_shape,
     sliding_window_probability,
 )
+from models.manifest import Normalisation
+from models.screen import WindowScreen, WindowTally, brightness, lumen_floor
 from models.uncertainty import binary_entropy, study_uncertainty_score, voxel_uncertainty
 
 
@@ -28,6 +30,34 @@ def test_sliding_window_stitches_without_seams(shape: tuple[int, int, int], over
     result = sliding_window_probability(_pointwise, volume, (16, 16, 16), settings)
     assert result.shape == shape
     np.testing.assert_allclose(result, 1 / (1 + np.exp(-volume)), atol=1e-6)
+
+
+def test_the_lumen_screen_runs_only_windows_that_can_hold_a_lumen() -> None:
+    """Dark windows are skipped (probability 0); every window with a lumen is run as before."""
+    spec = Normalisation()
+    floor = lumen_floor(spec, "CT")
+    assert floor == pytest.approx((100.0 - spec.ct_centre_hu) / spec.ct_width_hu)
+    assert lumen_floor(spec, "MR") == pytest.approx(np.log2(1.5) * spec.mr_log2_scale)
+    rng = np.random.default_rng(4)
+    tissue = rng.normal(0.0, 0.02, size=(40, 64, 64)).astype(np.float32)  # 40 +/- 8 HU
+    volume = tissue.copy()
+    volume[5:9, 40:44, 40:60] = 0.7  # one lumen of 320 HU in one corner
+    calls = []
+
+    def counting(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return _pointwise(batch)
+
+    settings = SlidingWindowSettings(overlap=0.25, batch_size=1, screen=True)
+    tally = WindowTally()
+    screen = WindowScreen(brightness(volume), floor)
+    result = sliding_window_probability(counting, volume, (16, 16, 16), settings, screen, tally)
+    plain = sliding_window_probability(_pointwise, volume, (16, 16, 16), settings)
+    assert tally.run == sum(calls) and 0 < tally.run < tally.run + tally.skipped
+    assert tally.skipped_fraction > 0.5
+    lumen = volume >= 0.7
+    np.testing.assert_allclose(result[lumen], plain[lumen], atol=1e-6)  # the lumen is untouched
+    assert result[30:, :16, :16].max() == 0.0  # far from it nothing was run
 
 
 def test_flips_are_undone() -> None:

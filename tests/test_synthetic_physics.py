@@ -84,3 +84,18 @@ def test_shift_suite_lists_every_family_per_modality() -> None:
         family("sepia")
     with pytest.raises(ValueError, match="does not apply to CT"):
         shifted_case(2000, Modality.CT, "scale", "mild")
+
+
+@pytest.mark.requirement("SRS-025", "SRS-080")
+def test_sparse_vessels_leave_most_of_the_field_of_view_vessel_free() -> None:
+    """Training must show vessel-free tissue, as a large real field of view mostly is."""
+    drawn = [draw_appearance(np.random.default_rng(s), "CT", "randomised") for s in range(200)]
+    share = np.mean([a.vessel_extent < 1.0 for a in drawn])
+    assert 0.2 < share < 0.5
+    sparse = shifted_case(2000, Modality.CT, "sparse_vessels", "severe")
+    occupied = np.argwhere(sparse.mask > 0)
+    extent_mm = (occupied.max(axis=0) - occupied.min(axis=0)) * np.asarray(sparse.geometry.spacing)
+    box_mm = np.asarray(sparse.image.shape) * np.asarray(sparse.geometry.spacing)
+    # The tree grows in 35 % of each axis; a trunk's radius may reach a little beyond.
+    assert (extent_mm < 0.35 * box_mm + 8.0).all()
+    assert sparse.mask.mean() < 0.5 * generate_case(2000, Modality.CT).mask.mean()
