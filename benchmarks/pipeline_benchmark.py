@@ -35,9 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.quiet import Quietness, Watch, idle_at_start, load_per_core
+from benchmarks.roofline import matmul_peak, member_flops
 from benchmarks.torchscript_members import export_members
 from containers.build import find_uv
 from map_app.demo import seg_mask_in_slice_order
+from models.manifest import read_manifest
 from models.metrics import dice
 from synthetic.case import Modality, generate_case
 from synthetic.dicom_series import write_series
@@ -54,6 +56,7 @@ class Run:
     dice: float
     quietness: Quietness
     stages: dict[str, float] = field(default_factory=dict)
+    windows: dict[str, int] = field(default_factory=dict)  # member -> windows run (ours)
 
 
 def _stack_limit() -> None:
@@ -132,8 +135,12 @@ def run_ours(
     truth: np.ndarray,
     uids: list[str],
     providers: str | None = None,
+    screen: bool = False,
 ) -> Run:
     shutil.rmtree(out, ignore_errors=True)
+    environment = {"MINIVESS_WINDOW_SCREEN": "true" if screen else "false"}
+    if providers:
+        environment["MINIVESS_PROVIDERS"] = providers
     wall, rss, quietness = timed_child(
         [
             str(python),
@@ -146,12 +153,13 @@ def run_ours(
             "-m",
             str(ROOT / "models" / "ensemble"),
         ],
-        {"MINIVESS_PROVIDERS": providers} if providers else None,
+        environment,
     )
     report = json.loads((out / "report.json").read_text())
     series = report["series"][0]
     mask = seg_mask_in_slice_order(Path(series["outputs"]["seg"]), uids)
-    return Run(wall, rss, dice(mask, truth), quietness, dict(report["timings_s"]))
+    windows = {name: count["run"] for name, count in series["windows"].items()}
+    return Run(wall, rss, dice(mask, truth), quietness, dict(report["timings_s"]), windows)
 
 
 def run_reference(study: Path, out: Path, models: Path, truth: np.ndarray, uids: list[str]) -> Run:
@@ -197,28 +205,37 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def print_table(size: str, ours: list[Run], reference: list[Run]) -> bool:
-    """The side-by-side table; returns whether every run of it was quiet."""
-    runs = ours + reference
+def print_table(size: str, sides: dict[str, list[Run]]) -> bool:
+    """The side-by-side table (the reference last); returns whether every run was quiet."""
+    *ours_names, reference_name = sides
+    reference = sides[reference_name]
+    runs = [run for side in sides.values() for run in side]
     noisy = [run.quietness for run in runs if not run.quietness.quiet]
     verdict = "quiet" if not noisy else f"NOT QUIET ({len(noisy)}/{len(runs)} runs)"
-    print(f"\n## study {size} (median of {len(ours)} runs each, side by side): {verdict}")
-    print(f"| {'measure':<28} | {'ours':>10} | {'reference':>10} | {'ref/ours':>8} |")
-    print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 10}|")
-    rows = [("end-to-end wall (s)", _median(ours, "wall_s"), _median(reference, "wall_s"))]
-    rows += [
-        (f"  {name} of {len(ours)} (s)", pick(r.wall_s for r in ours),
-         pick(r.wall_s for r in reference))
-        for name, pick in (("min", min), ("max", max))
-    ]  # fmt: skip
-    rows += [
-        (f"  stage {name} (s)", _stage(ours, name), _stage(reference, name)) for name in STAGES
+    print(f"\n## study {size} (median of {len(reference)} runs each, side by side): {verdict}")
+    header = "".join(f" {name:>12} |" for name in sides)
+    ratios = "".join(f" {'ref/' + name:>12} |" for name in ours_names)
+    print(f"| {'measure':<28} |{header}{ratios}")
+    print(f"|{'-' * 30}|" + f"{'-' * 14}|" * (len(sides) + len(ours_names)))
+    rows: list[tuple[str, list[float]]] = [
+        ("end-to-end wall (s)", [_median(side, "wall_s") for side in sides.values()])
     ]
-    rows.append(("peak RSS (MiB)", _median(ours, "peak_rss_mb"), _median(reference, "peak_rss_mb")))
-    rows.append(("Dice vs truth", _median(ours, "dice"), _median(reference, "dice")))
-    for label, mine, theirs in rows:
-        ratio = f"{theirs / mine:8.2f}" if mine > 0 and "Dice" not in label else f"{'':8}"
-        print(f"| {label:<28} | {mine:10.3f} | {theirs:10.3f} | {ratio} |")
+    for name, pick in (("min", min), ("max", max)):
+        extremes = [pick(run.wall_s for run in side) for side in sides.values()]
+        rows.append((f"  {name} of {len(reference)} (s)", extremes))
+    rows += [
+        (f"  stage {name} (s)", [_stage(side, name) for side in sides.values()]) for name in STAGES
+    ]
+    rows.append(("peak RSS (MiB)", [_median(side, "peak_rss_mb") for side in sides.values()]))
+    rows.append(("Dice vs truth", [_median(side, "dice") for side in sides.values()]))
+    for label, values in rows:
+        cells = "".join(f" {value:12.3f} |" for value in values)
+        theirs = values[-1]
+        quotients = "".join(
+            f" {theirs / mine:12.2f} |" if mine > 0 and "Dice" not in label else f" {'':12} |"
+            for mine in values[:-1]
+        )
+        print(f"| {label:<28} |{cells}{quotients}")
     print(
         "(ours' 'uncertainty' is the entropy/MI maps; the reference's is its averaging; "
         "ours also writes a Parametric Map and an SR, counted in its end-to-end time)"
@@ -226,6 +243,36 @@ def print_table(size: str, ours: list[Run], reference: list[Run]) -> bool:
     worst = max(runs, key=lambda run: run.quietness.foreign).quietness
     print(f"busiest run: {worst.describe()}")
     return not noisy
+
+
+def print_limits(
+    size: str, sides: dict[str, list[Run]], flops: dict[str, float], peaks: dict[str, float]
+) -> None:
+    """FLOPs each side ran and its achieved GFLOP/s in the inference stage, against the
+    measured matmul peak. The reference runs the windows ours runs without the screen."""
+    full = sides["ours"][0].windows
+    print(f"\n### arithmetic, study {size}")
+    print("| member | GFLOP per window | windows (all) |" + "".join(
+        f" windows {name} |" for name in sides if name.startswith("ours+")
+    ))  # fmt: skip
+    print("|---|---|---|" + "---|" * sum(name.startswith("ours+") for name in sides))
+    for member, per_window in flops.items():
+        extra = "".join(
+            f" {side[0].windows.get(member, 0)} |"
+            for name, side in sides.items()
+            if name.startswith("ours+")
+        )
+        print(f"| {member} | {per_window / 1e9:.3f} | {full.get(member, 0)} |{extra}")
+    for name, side in sides.items():
+        windows = full if name == "reference" else side[0].windows
+        total = sum(flops[m] * count for m, count in windows.items() if m in flops)
+        seconds = _stage(side, "inference")
+        rate = total / seconds / 1e9 if seconds > 0 else 0.0
+        print(
+            f"{name}: {total / 1e9:.0f} GFLOP in {seconds:.1f} s of inference = {rate:.1f} GFLOP/s"
+            f" ({rate / peaks['fp32']:.0%} of the fp32 matmul peak, "
+            f"{rate / peaks['bf16']:.0%} of bf16)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         "without torch under WORK/runtime-venv)",
     )
     parser.add_argument(
+        "--screen",
+        action="store_true",
+        help="add a side: ours with the lumen screen on (MINIVESS_WINDOW_SCREEN)",
+    )
+    parser.add_argument(
         "--allow-noisy",
         action="store_true",
         help="exit 0 even when a run was not quiet (the table still says NOT QUIET)",
@@ -260,25 +312,38 @@ def main(argv: list[str] | None = None) -> int:
     quiet = idle_at_start()
     print(f"machine: {machine()}; load/core before the first run {load_per_core():.2f}"
           f"{'' if quiet else ' (NOT QUIET: something else is running)'}")  # fmt: skip
+    manifest = read_manifest(ROOT / "models" / "ensemble")
+    flops = {
+        member.name: member_flops(ROOT / "models" / "ensemble" / member.file, member.patch_size)
+        for member in manifest.members
+    }
+    peaks = {dtype: matmul_peak(dtype, threads=os.cpu_count() or 1) for dtype in ("fp32", "bf16")}
+    print(f"matmul peak ({os.cpu_count()} threads, 2048^2, median of 5): "
+          f"fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s")  # fmt: skip
     for text in args.sizes.split(","):
         size = tuple(int(v) for v in text.lower().split("x"))
         study = args.work / f"study-{text}"
         truth, uids = make_study(size, study)  # type: ignore[arg-type]
-        ours: list[Run] = []
-        reference: list[Run] = []
+        sides: dict[str, list[Run]] = {"ours": []}
+        if args.screen:
+            sides["ours+screen"] = []
+        sides["reference"] = []
         for repeat in range(args.repeats):
-            ours.append(
-                run_ours(
-                    python, study, args.work / f"ours-{text}", truth, uids, args.ours_providers
-                )
-            )
-            reference.append(run_reference(study, args.work / f"ref-{text}", models, truth, uids))
-            print(
-                f"{text} run {repeat + 1}: ours {ours[-1].wall_s:.1f} s, "
-                f"reference {reference[-1].wall_s:.1f} s",
-                flush=True,
-            )
-        quiet = print_table(text, ours, reference) and quiet
+            for name, side in sides.items():
+                if name == "reference":
+                    side.append(
+                        run_reference(study, args.work / f"ref-{text}", models, truth, uids)
+                    )
+                else:
+                    out = args.work / f"{name.replace('+', '-')}-{text}"
+                    screen = name == "ours+screen"
+                    side.append(
+                        run_ours(python, study, out, truth, uids, args.ours_providers, screen)
+                    )
+            times = ", ".join(f"{name} {side[-1].wall_s:.1f} s" for name, side in sides.items())
+            print(f"{text} run {repeat + 1}: {times}", flush=True)
+        quiet = print_table(text, sides) and quiet
+        print_limits(text, sides, flops, peaks)
     if not quiet:
         print("\nNOT QUIET: other work used the machine during some runs; these figures are "
               "not results (rerun on a quiet machine)", file=sys.stderr)  # fmt: skip

@@ -39,14 +39,17 @@ def _answer(
     ensemble: LoadedEnsemble, case: LoadedCase, screen: bool
 ) -> tuple[float, bool, WindowTally]:
     """Dice, review flag and window tally of one study."""
-    tally = WindowTally()
+    tallies: dict[str, WindowTally] = {}
     members = ensemble_probabilities(
         ensemble,
         case.image,
         case.geometry.spacing,
         SlidingWindowSettings(overlap=0.25, screen=screen),
         modality=case.modality.value,
-        tally=tally,
+        tallies=tallies,
+    )
+    tally = WindowTally(
+        sum(t.run for t in tallies.values()), sum(t.skipped for t in tallies.values())
     )
     result = segmentation_result(ensemble, members, None, case.geometry.spacing)
     return dice(result.mask, case.mask), result.out_of_distribution, tally

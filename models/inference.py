@@ -221,14 +221,15 @@ def ensemble_probabilities(
     settings: SlidingWindowSettings | None = None,
     on_member_done: Callable[[str, float], None] | None = None,
     modality: str = "",
-    tally: WindowTally | None = None,
+    tallies: dict[str, WindowTally] | None = None,
 ) -> np.ndarray:
     """Stack of member probabilities, shape (members, z, y, x), float32.
 
     ``modality`` is the DICOM Modality ("CT", "MR"; "" for a NIfTI input, inferred from
     the values). Members sharing a spacing and normalisation share one prepared input
     (normalising and resampling a large volume costs seconds). ``on_member_done(name,
-    seconds)`` is told how long each member took; ``tally`` counts the sliding windows.
+    seconds)`` is told how long each member took; ``tallies`` receives each member's count
+    of sliding windows run and skipped, by member name.
     """
     settings = settings or SlidingWindowSettings()
     modality = resolve_modality(modality, image)
@@ -261,7 +262,7 @@ def ensemble_probabilities(
             modality=modality,
             prepared=prepared[key],
             bright=bright.get(key),
-            tally=tally,
+            tally=None if tallies is None else tallies.setdefault(member.name, WindowTally()),
         )
         if last_use[key] == index:
             del prepared[key]  # bounded memory: no member needs this grid any more

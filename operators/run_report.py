@@ -20,6 +20,11 @@ class SkippedInput(BaseModel):
     reason: str
 
 
+class WindowCount(BaseModel):
+    run: int
+    skipped: int = Field(description="windows the lumen screen skipped (models/screen.py)")
+
+
 class SeriesOutcome(BaseModel):
     """One processed (or failed) series."""
 
@@ -40,9 +45,8 @@ class SeriesOutcome(BaseModel):
     features: dict[str, float] = Field(
         default_factory=dict, description="drift features (models/features.py), no PHI"
     )
-    windows_run: int | None = Field(default=None, description="sliding windows run, all members")
-    windows_skipped: int | None = Field(
-        default=None, description="windows the lumen screen skipped (models/screen.py)"
+    windows: dict[str, WindowCount] = Field(
+        default_factory=dict, description="member name -> sliding windows run and skipped"
     )
 
 

@@ -20,7 +20,7 @@ from models.inference import SlidingWindowSettings, ensemble_probabilities, fuse
 from models.loader import LoadedEnsemble
 from models.screen import WindowTally
 from models.uncertainty import study_score, temperature_scaled, voxel_uncertainty
-from operators.run_report import RunRecorder
+from operators.run_report import RunRecorder, WindowCount
 from operators.series_volume import SegmentationResult, SeriesVolume
 
 
@@ -103,7 +103,7 @@ class EnsembleInferenceOperator(Operator):
         work: list[SeriesWork] = op_input.receive("series_work")
         done = []
         for item in work:
-            tally = WindowTally()
+            tallies: dict[str, WindowTally] = {}
             with self.recorder.stage("inference"):
                 stack = ensemble_probabilities(
                     self.ensemble,
@@ -112,10 +112,12 @@ class EnsembleInferenceOperator(Operator):
                     self.settings,
                     on_member_done=self._member_done,
                     modality=item.volume.modality,
-                    tally=tally,
+                    tallies=tallies,
                 )
-            outcome = self.recorder.outcome(item.volume.series_instance_uid)
-            outcome.windows_run, outcome.windows_skipped = tally.run, tally.skipped
+            self.recorder.outcome(item.volume.series_instance_uid).windows = {
+                name: WindowCount(run=tally.run, skipped=tally.skipped)
+                for name, tally in tallies.items()
+            }
             done.append(replace(item, member_probabilities=stack))
         op_output.emit(done, "series_work")
 

@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks.quiet import CpuTimes, Watch, quietness
+from benchmarks.roofline import member_flops
 from benchmarks.torchscript_members import export_members, weights_from_onnx
 from models.builder.config import SHIPPED
 from models.builder.train import build_network
@@ -78,3 +81,25 @@ def test_a_tampered_onnx_file_cannot_give_its_weights(tmp_path: Path) -> None:
     onnx.save(model, str(broken))
     with pytest.raises(RuntimeError, match="without a named initializer"):
         weights_from_onnx(build_network(recipe), broken)
+
+
+def test_member_flops_counts_every_convolution(tmp_path: Path) -> None:
+    """A 3x3x3 conv 1->4 (padding 1) on 8^3, then a 2x2x2 stride-2 transpose 4->2 to 16^3."""
+
+    conv_w = numpy_helper.from_array(np.zeros((4, 1, 3, 3, 3), np.float32), "conv_w")
+    up_w = numpy_helper.from_array(np.zeros((4, 2, 2, 2, 2), np.float32), "up_w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "conv_w"], ["hidden"], pads=[1] * 6),
+            helper.make_node("ConvTranspose", ["hidden", "up_w"], ["logits"], strides=[2] * 3),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, "d", "h", "w"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)],
+        [conv_w, up_w],
+    )
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    conv = 2 * 8**3 * 4 * 27  # every output voxel and channel: 27 MACs
+    transpose = 2 * 8**3 * 4 * 2 * 8  # every input element spreads to 2 channels x 8 taps
+    assert member_flops(path, (8, 8, 8)) == conv + transpose
