@@ -32,6 +32,7 @@ def test_sliding_window_stitches_without_seams(shape: tuple[int, int, int], over
     np.testing.assert_allclose(result, 1 / (1 + np.exp(-volume)), atol=1e-6)
 
 
+@pytest.mark.requirement("SRS-084")
 def test_the_lumen_screen_runs_only_windows_that_can_hold_a_lumen() -> None:
     """Dark windows are skipped (probability 0); every window with a lumen is run as before."""
     spec = Normalisation()
