@@ -103,6 +103,9 @@ def build(
     work_dir: Path,
     reuse_checkpoints: bool = False,
 ) -> EnsembleManifest:
+    # The commit the build starts from is the code that trains: commits made while it
+    # runs (an hour) must not be recorded as its provenance.
+    code_commit = _code_commit()
     train_index = ensure_split(data_dir, "train", recipe.train_seeds)
     val_index = ensure_split(data_dir, "val", recipe.val_seeds)
     test_index = ensure_split(data_dir, "test", recipe.test_seeds)
@@ -225,7 +228,7 @@ def build(
             generator_version=GENERATOR_VERSION,
             train_split_sha256=train_index.content_sha256,
             val_split_sha256=val_index.content_sha256,
-            code_commit=_code_commit(),
+            code_commit=code_commit,
             created=_created(),
             libraries={
                 # Module versions, not distribution names: onnxruntime comes as
