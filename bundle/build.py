@@ -55,10 +55,10 @@ from bundle.manifest import (
     ModelsInfo,
     ReleaseManifest,
     file_entry,
-    sha256_file,
 )
 from bundle.signing import KeylessMode, keyless_sign, load_private_key, sign_manifest
 from containers import build
+from models.digest import sha256_file
 
 REPO = build.REPO_ROOT
 DEFAULT_OUT = REPO / "var" / "bundle"

@@ -13,7 +13,6 @@ fields without pydantic; ``tests/test_bundle.py`` keeps the two in step.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -26,6 +25,7 @@ from airgap.bundlecheck import (
     SIGNATURE,
     SIGSTORE_MEDIA_TYPE,
 )
+from models.digest import sha256_file
 
 __all__ = [
     "KEYLESS_SIGNATURE",
@@ -41,7 +41,6 @@ __all__ = [
     "ModelsInfo",
     "ReleaseManifest",
     "file_entry",
-    "sha256_file",
 ]
 
 # Where things are inside a bundle.
@@ -139,14 +138,6 @@ class ReleaseManifest(_Strict):
     def to_bytes(self) -> bytes:
         """The signed bytes: indented JSON, fields in schema order, newline-terminated."""
         return (self.model_dump_json(indent=2) + "\n").encode()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_entry(arcname: str, source: Path) -> FileEntry:

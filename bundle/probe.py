@@ -32,7 +32,8 @@ RUNNER = (
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as handle:  # the probe runs without the project: stdlib only
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _has_module(name: str) -> bool:

@@ -12,7 +12,6 @@ verified too, offline, against sigstore-python's bundled trusted root.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from airgap.bundlecheck import Refused, safe_members
 from bundle import sbom
 from bundle.manifest import KEYLESS_SIGNATURE, MANIFEST, SIGNATURE, ReleaseManifest
 from bundle.signing import SigningError, load_public_key, verify_key_signature, verify_keyless
+from models.digest import sha256_stream
 
 
 class VerificationError(RuntimeError):
@@ -45,14 +45,6 @@ def _read(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     handle = archive.extractfile(member)
     assert handle is not None
     return handle.read()
-
-
-def _sha256(handle: IO[bytes]) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    for chunk in iter(lambda: handle.read(1 << 20), b""):
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _oci_config_digest(handle: IO[bytes]) -> str:
@@ -118,7 +110,7 @@ def verify_bundle(
         for path, entry in sorted(listed.items(), key=lambda item: item[1].size):
             handle = archive.extractfile(members[path])
             assert handle is not None
-            sha, size = _sha256(handle)
+            sha, size = sha256_stream(handle)
             if size != entry.size:
                 raise VerificationError(f"{path}: {size} bytes, the manifest says {entry.size}")
             if sha != entry.sha256:

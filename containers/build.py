@@ -210,15 +210,6 @@ def _digest(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
-def digest_file(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------- Debian mirror
 
 

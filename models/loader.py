@@ -15,6 +15,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from models.digest import sha256_file
 from models.manifest import EnsembleManifest, Member, read_manifest
 
 # Most capable first; the first one this onnxruntime build offers is used.
@@ -24,7 +25,6 @@ PROVIDER_PREFERENCE = (
     "OpenVINOExecutionProvider",
     "CPUExecutionProvider",
 )
-_CHUNK = 1 << 20
 
 
 class ModelIntegrityError(RuntimeError):
@@ -36,12 +36,8 @@ class ModelIntegrityError(RuntimeError):
         self.reason = reason
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+# The builder (models/builder/build.py) hashes its exported members under this name.
+sha256_of = sha256_file
 
 
 def read_verified(model_dir: Path, member: Member) -> bytes:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from containers import build
+from models.digest import sha256_file
 from tests.peers import assert_dicom_valid, echoscu, free_port, storescu
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,7 +153,7 @@ def test_image_layout_non_root_read_only(appliance_image: build.BuiltImage) -> N
     facts = json.loads(done.stdout.strip().splitlines()[-1])
     assert (facts["uid"], facts["gid"]) == (10001, 10001)
     assert facts["stack"] == 32 * 2**20  # the entrypoint raised it for Holoscan
-    repo_sha = build.digest_file
+    repo_sha = sha256_file
     assert facts["app_json"] == repo_sha(REPO / "map_app/map_manifests/app.json")
     assert facts["pkg_json"] == repo_sha(REPO / "map_app/map_manifests/pkg.json")
     assert facts["app_yaml"] == repo_sha(REPO / "map_app/app.yaml")

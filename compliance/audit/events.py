@@ -6,7 +6,6 @@ Each helper takes an ``AuditLog`` (or ``None``: the site log from the environmen
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from compliance.audit.log import AuditLog
 from compliance.audit.schema import AuditEntry, Outcome
+from models.digest import sha256_file
 
 INFERENCE = "inference"
 STUDY_RECEIVED = "study.received"
@@ -28,8 +28,7 @@ def _log(log: AuditLog | None) -> AuditLog:
 
 def _file_sha256(path: str | Path) -> str | None:
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return sha256_file(path)
     except OSError:
         return None
 
