@@ -15,7 +15,6 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from models.digest import sha256_file
 from models.manifest import EnsembleManifest, Member, read_manifest
 
 # Most capable first; the first one this onnxruntime build offers is used.
@@ -34,10 +33,6 @@ class ModelIntegrityError(RuntimeError):
         super().__init__(f"model file {file}: {reason}")
         self.file = file
         self.reason = reason
-
-
-# The builder (models/builder/build.py) hashes its exported members under this name.
-sha256_of = sha256_file
 
 
 def read_verified(model_dir: Path, member: Member) -> bytes:

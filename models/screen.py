@@ -13,10 +13,10 @@ noise alone lights up every window):
 A skipped window adds probability 0 with its full blending weight, so the seams where
 run and skipped windows meet blend exactly as between two run windows. Every member gets 0
 there, so the uncertainty maps show 0 too: the certainty of a rule (no voxel bright
-enough to be a lumen), not of the networks; the run report counts the skipped windows. Bone, fat in MR and
-calcifications are bright: windows holding them are run. What the screen costs is
-measured, not assumed: ``benchmarks.screen_check`` compares screened and unscreened
-ensembles on the locked test split and the shift suite.
+enough to be a lumen), not of the networks; the run report counts the skipped windows.
+Bone, fat in MR and calcifications are bright: windows holding them are run. What the
+screen costs is measured, not assumed: ``benchmarks.screen_check`` compares screened and
+unscreened ensembles on the locked test split and the shift suite.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ from models.builder.evaluate import (
 from models.builder.export import export_with_parity
 from models.builder.model_card import write_model_card
 from models.builder.train import build_network, prepare_cases, train_member
+from models.digest import sha256_file
 from models.features import reference_profile
-from models.loader import sha256_of
 from models.manifest import (
     MANIFEST_NAME,
     Calibration,
@@ -200,7 +200,7 @@ def build(
             Member(
                 name=member_recipe.name,
                 file=destination.name,
-                sha256=sha256_of(destination),
+                sha256=sha256_file(destination),
                 size_bytes=destination.stat().st_size,
                 architecture=member_recipe.architecture,
                 architecture_params=member_recipe.architecture_params,
