@@ -48,6 +48,12 @@ class MediaType:
         wanted_type = self.params.get("type")  # e.g. multipart/related; type=application/dicom
         return wanted_type is None or wanted_type.lower() == offer.params.get("type", "").lower()
 
+    @property
+    def specificity(self) -> int:
+        """``*/*`` 0, ``type/*`` 1, ``type/subtype`` 2, with a ``type`` parameter 3."""
+        kind, _, sub = self.essence.partition("/")
+        return (kind != "*") + (sub != "*") + ("type" in self.params)
+
 
 def negotiate(accept: str | None, offers: list[str]) -> str | None:
     """The offer the Accept header prefers (first offer on ties or no header); None: 406."""
@@ -65,8 +71,10 @@ def negotiate(accept: str | None, offers: list[str]) -> str | None:
     best: tuple[float, str] | None = None
     for offer in offers:
         parsed = MediaType.parse(offer)
-        scores = [q for q, media in ranges if media.matches(parsed)]
-        score = max(scores) if scores else 0.0
+        # The most specific matching range decides (RFC 9110 12.5.1: "*/*, a/b;q=0" refuses
+        # a/b); among equally specific ones, the highest q.
+        scores = [(media.specificity, q) for q, media in ranges if media.matches(parsed)]
+        score = max(scores)[1] if scores else 0.0
         if score > 0 and (best is None or score > best[0]):
             best = (score, offer)
     return best[1] if best else None
