@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.peers import Orthanc, run_orthanc
-from tests.test_service_support import GatewayEnv, StartGateway, start_test_gateway
+from tests.service_support import GatewayEnv, StartGateway, start_test_gateway
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -63,7 +63,7 @@ from service.gateway import Gateway
 from service.part10 import file_header
 from service.settings import ExportDestination
 from tests.peers import PEER_ENV, echoscu, require_executable, run_dciodvfy, storescu
-from tests.test_service_support import (
+from tests.service_support import (
     CT_IMAGE,
     GatewayEnv,
     StartGateway,

@@ -45,9 +45,9 @@ import pytest
 from containers import build
 from tests.kube_play import kube_yaml, of_kind, pod_from_statefulset, render
 from tests.peers import PEER_ENV, free_port, require_executable, storescu
+from tests.security_support import Pki, make_pki
+from tests.service_support import make_study
 from tests.test_image_container import appliance_image  # noqa: F401  (session fixture)
-from tests.test_security_support import Pki, make_pki
-from tests.test_service_support import make_study
 
 # A cold image build (~4 min on 2 cores) may happen inside the first test's timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]

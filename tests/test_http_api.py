@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 from map_app.pipeline import Pipeline
 from service.app import Service
 from tests.peers import assert_dicom_valid, free_port
-from tests.test_service_support import (
+from tests.service_support import (
     MODELS,
     ROOT,
     make_study,

@@ -10,7 +10,7 @@ import requests
 
 from map_app.pipeline import Pipeline
 from service.app import Service
-from tests.test_service_support import MODELS, make_study, settings_for
+from tests.service_support import MODELS, make_study, settings_for
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from map_app.__main__ import main as map_main
 from map_app.pipeline import Pipeline
 from service.app import Service
 from tests.peers import require_executable
-from tests.test_service_support import (
+from tests.service_support import (
     CT_IMAGE,
     MODELS,
     jobs_of,

@@ -27,7 +27,7 @@ from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
 from service.spool import Spool
 from tests.peers import free_port, run_orthanc, storescu
-from tests.test_service_support import (
+from tests.service_support import (
     CT_IMAGE,
     MODELS,
     association,

@@ -12,7 +12,7 @@ from schemathesis.checks import not_a_server_error
 
 from map_app.pipeline import Pipeline
 from service.app import Service
-from tests.test_service_support import MODELS, settings_for
+from tests.service_support import MODELS, settings_for
 
 TOKEN = "fuzz-token-0123456789"
 

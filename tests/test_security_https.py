@@ -12,8 +12,8 @@ from map_app.pipeline import Pipeline
 from service.app import Service
 from service.settings import SettingsError
 from tests.peers import free_port
-from tests.test_security_support import Pki, make_pki
-from tests.test_service_support import MODELS, settings_for
+from tests.security_support import Pki, make_pki
+from tests.service_support import MODELS, settings_for
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from synthetic.case import Modality, generate_case
 from synthetic.dicom_attributes import StudyIdentity
 from synthetic.dicom_series import DicomQuirks, WrittenSeries, write_series
 from tests.peers import run_orthanc, storescu
-from tests.test_service_support import (
+from tests.service_support import (
     CT_IMAGE,
     MODELS,
     SMALL_FOV,

@@ -1,7 +1,7 @@
 """DICOM over TLS (PS3.15 B.1): the gateway with real dcmtk ``+tls`` peers, and the export
 to a TLS-only Orthanc. HTTPS for the sidecar is tested with the sidecar.
 
-A throwaway PKI (``tests/test_security_support.py``) per module: CA, server (also used
+A throwaway PKI (``tests/security_support.py``) per module: CA, server (also used
 as our client certificate when exporting), client, and a rogue CA with its own client.
 """
 
@@ -25,8 +25,8 @@ from service.settings import ServiceSettings, SettingsError
 from service.spool import Spool
 from service.tls import check_tls_settings
 from tests.peers import PEER_ENV, require_executable, run_orthanc, storescu
-from tests.test_security_support import Pair, Pki, make_pki
-from tests.test_service_support import (
+from tests.security_support import Pair, Pki, make_pki
+from tests.service_support import (
     MODELS,
     make_study,
     orthanc_sop_uids,

@@ -33,7 +33,7 @@ from tests.peers import (
     run_orthanc,
     storescu,
 )
-from tests.test_service_support import (
+from tests.service_support import (
     MODELS,
     ROOT,
     association,

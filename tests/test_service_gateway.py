@@ -23,7 +23,7 @@ from pynetdicom import _config
 from pynetdicom.dsutils import split_dataset
 
 from tests.peers import PEER_ENV, echoscu, require_executable, storescu
-from tests.test_service_support import (
+from tests.service_support import (
     CT_IMAGE,
     StartGateway,
     association,

@@ -16,7 +16,7 @@ from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
 from service.settings import SettingsError, load_settings
 from service.spool import Spool, is_uid
-from tests.test_service_support import make_study, settings_for, truncated_copy
+from tests.service_support import make_study, settings_for, truncated_copy
 
 STUDY = "1.2.3.4"
 
