@@ -74,6 +74,7 @@ COPY settings/ /opt/holoscan/app/settings/
 COPY synthetic/ /opt/holoscan/app/synthetic/
 COPY compliance/__init__.py /opt/holoscan/app/compliance/
 COPY compliance/audit/ /opt/holoscan/app/compliance/audit/
+COPY airgap/__init__.py airgap/auditchain.py /opt/holoscan/app/airgap/
 COPY models/*.py /opt/holoscan/app/models/
 COPY pyproject.toml /opt/holoscan/app/
 COPY --chmod=0755 containers/entrypoint.sh /usr/local/bin/minivess-entrypoint

@@ -8,9 +8,10 @@
     sitectl.py state show --home H
     sitectl.py check-seg DIR                      a DICOM Segmentation was written under DIR
 
-The audit entries are the site audit log's own format (``compliance.audit``: JSON lines,
-canonical JSON, SHA-256 hash chain, ``flock`` while appending, ``fsync``), written
-without pydantic so that deploy.sh can record a refusal before any image is trusted;
+The audit entries are the site audit log's own format, appended by the chain code the
+appliance's ``compliance.audit`` uses too (``auditchain.py`` next to this file: JSON
+lines, canonical JSON, SHA-256 hash chain, ``flock``, ``fsync``), without pydantic so
+that deploy.sh can record a refusal before any image is trusted;
 ``python -m compliance.audit verify`` checks them like every other entry. The release
 state is ``HOME/state.json`` (current and previous release, history), replaced
 atomically.
@@ -19,79 +20,34 @@ atomically.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import fcntl
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-GENESIS_HASH = "0" * 64
+try:
+    from airgap import auditchain
+except ImportError:  # run as a script next to auditchain.py (deploy.sh on a site)
+    import auditchain  # type: ignore[no-redef]
+
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-_CHUNK = 64 * 1024
-
-
-def _now() -> str:
-    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 (sites may run Python 3.8)
-    return now.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------- audit
 
 
-def _canonical(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _entry(line: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("sequence"), int):
-        return None
-    valid = isinstance(data.get("entry_hash"), str) and len(data["entry_hash"]) == 64
-    return data if valid else None
-
-
-def _tail(fd: int) -> tuple[int, str, bool]:
-    """(last sequence, last hash, torn) as ``compliance.audit.log.read_tail`` finds them."""
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return 0, GENESIS_HASH, False
-    torn = os.pread(fd, 1, size - 1) != b"\n"
-    end, buffer = size, b""
-    while end > 0:
-        start = max(0, end - _CHUNK)
-        buffer = os.pread(fd, end - start, start) + buffer
-        end = start
-        lines = buffer.split(b"\n")
-        candidates = lines if end == 0 else lines[1:]
-        if torn and candidates and _entry(candidates[-1]) is None:
-            candidates = candidates[:-1]
-        for line in reversed(candidates):
-            entry = _entry(line) if line.strip() else None
-            if entry is not None:
-                return entry["sequence"], entry["entry_hash"], torn
-    return 0, GENESIS_HASH, torn
-
-
 def append_audit(log: Path, **fields: Any) -> dict[str, Any]:
     """Append one entry (durable when this returns); a new log gets its folder's owner."""
-    log.parent.mkdir(parents=True, exist_ok=True)
     created = not log.exists()
-    fd = os.open(log, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with auditchain.locked(log) as fd:
         if created and os.geteuid() == 0:  # the service (uid 10001) appends to it too
             owner = os.stat(log.parent)
             os.fchown(fd, owner.st_uid, owner.st_gid)
-        sequence, prev_hash, torn = _tail(fd)
+        sequence, prev_hash, torn = auditchain.read_tail(fd)
         entry: dict[str, Any] = {
             "schema_version": 1,
-            "timestamp": _now(),
+            "timestamp": auditchain.utc_timestamp(),
             "sequence": sequence + 1,
             "correlation_id": None,
             "data_version": None,
@@ -99,13 +55,8 @@ def append_audit(log: Path, **fields: Any) -> dict[str, Any]:
             "prev_hash": prev_hash,
             **fields,
         }
-        entry["entry_hash"] = hashlib.sha256(_canonical(entry)).hexdigest()
-        line = _canonical(entry) + b"\n"
-        os.write(fd, b"\n" + line if torn else line)
-        os.fsync(fd)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        entry["entry_hash"] = auditchain.entry_hash(entry)
+        auditchain.write_line(fd, auditchain.canonical_json(entry) + b"\n", torn)
     return entry
 
 
@@ -150,7 +101,8 @@ def _write_state(home: Path, state: dict[str, Any]) -> None:
 
 
 def _history(state: dict[str, Any], action: str, release: Any, outcome: str, **more: Any) -> None:
-    event = {"at": _now(), "action": action, "release": release, "outcome": outcome, **more}
+    at = auditchain.utc_timestamp()
+    event = {"at": at, "action": action, "release": release, "outcome": outcome, **more}
     state["history"] = [*(state.get("history") or [])[-49:], event]
 
 
@@ -160,7 +112,8 @@ def state_install(home: Path, report: dict[str, Any], image_ref: str) -> dict[st
         key: report.get(key)
         for key in ("release", "version", "git_commit", "build_time", "manifest_sha256")
     }
-    new.update(image_id=report["image"]["id"], image_ref=image_ref, installed_at=_now())
+    installed_at = auditchain.utc_timestamp()
+    new.update(image_id=report["image"]["id"], image_ref=image_ref, installed_at=installed_at)
     current = state.get("current")
     if current and current.get("release") != new["release"]:
         state["previous"] = current

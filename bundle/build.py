@@ -71,6 +71,7 @@ AIRGAP_FILES = (
     "bundlecheck.py",
     "ed25519.py",
     "sitectl.py",
+    "auditchain.py",
     "README.md",
 )
 SMOKE_SEED = 3

@@ -92,6 +92,8 @@ APPLIANCE_INPUTS = (
     "synthetic",
     "compliance/__init__.py",
     "compliance/audit",
+    "airgap/__init__.py",
+    "airgap/auditchain.py",
     "models/*.py",
     "models/ensemble",
     "pyproject.toml",
@@ -107,6 +109,8 @@ BUILDER_INPUTS = (
     "settings/site.py",
     "compliance/__init__.py",
     "compliance/audit",
+    "airgap/__init__.py",
+    "airgap/auditchain.py",
     "models",
 )
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
-from compliance.audit.schema import utc_timestamp
+from airgap.auditchain import utc_timestamp
 
 
 class CheckpointError(ValueError):

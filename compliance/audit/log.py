@@ -11,11 +11,13 @@ evidence, never rewritten. The next append first terminates it with a newline an
 chains its entry to the last *complete* entry. ``verify`` reports such a line as a torn
 write (a warning: the chain shows that no committed entry was lost there) and every
 other entry still verifies.
+
+The chain mechanics (lock, tail, append, hash) are ``airgap/auditchain.py``, shared with
+the site's ``sitectl.py``; this class adds the schema, identifier hashing and checkpoints.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import threading
@@ -23,13 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airgap import auditchain
 from compliance.audit.identifiers import hash_identifier, load_hmac_key, protect
-from compliance.audit.schema import (
-    GENESIS_HASH,
-    AuditEntry,
-    Outcome,
-    utc_timestamp,
-)
+from compliance.audit.schema import AuditEntry, Outcome
 from settings.base import load
 from settings.site import AuditSettings
 
@@ -37,8 +35,6 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from compliance.audit.checkpoint import Checkpoint
-
-_TAIL_CHUNK = 64 * 1024
 
 
 def detect_code_version() -> str:
@@ -60,52 +56,23 @@ def detect_code_version() -> str:
 
 
 def read_tail(fd: int) -> tuple[int, str, bool]:
-    """(last sequence, last entry hash, torn) of the log open at ``fd``.
-
-    Walks back from the end to the last line that parses as an entry; ``torn`` is true
-    when the file does not end with a newline. An empty log gives (0, genesis, False).
-    """
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return 0, GENESIS_HASH, False
-    torn = os.pread(fd, 1, size - 1) != b"\n"
-    if torn:
-        # A crash may cut a line just before its newline: then the entry is complete.
-        last_start = os.pread(fd, min(size, _TAIL_CHUNK), max(0, size - _TAIL_CHUNK))
-        fragment = last_start.rsplit(b"\n", 1)[-1]
-        entry = _parse(fragment)
-        if entry is not None:
-            return entry.sequence, entry.entry_hash, True
-    end = size
-    buffer = b""
-    while end > 0:
-        start = max(0, end - _TAIL_CHUNK)
-        buffer = os.pread(fd, end - start, start) + buffer
-        end = start
-        lines = buffer.split(b"\n")
-        # lines[0] may be partial unless we reached the start of the file.
-        candidates = lines if end == 0 else lines[1:]
-        if torn:
-            candidates = candidates[:-1]
-        for line in reversed(candidates):
-            if not line.strip():
-                continue
-            parsed = _parse(line)
-            if parsed is not None:
-                return parsed.sequence, parsed.entry_hash, torn
-    return 0, GENESIS_HASH, torn
+    """(last sequence, last entry hash, torn) of the log open at ``fd``: the chain's
+    ``read_tail`` over the lines that are valid entries of this schema."""
+    return auditchain.read_tail(fd, _link)
 
 
-def _parse(line: bytes) -> AuditEntry | None:
-    """The entry on a line, or None for a torn or unreadable line.
+def _link(line: bytes) -> tuple[int, str] | None:
+    """(sequence, entry_hash) of the entry on a line, or None for a torn or unreadable
+    (or schema-invalid) line.
 
     The stored hash is not rechecked: the next entry chains to what is written, so an
     edited last entry shows in ``verify`` as exactly that, an edit.
     """
     try:
-        return AuditEntry.model_validate_json(line)
+        entry = AuditEntry.model_validate_json(line)
     except ValueError:
         return None
+    return entry.sequence, entry.entry_hash
 
 
 class AuditLog:
@@ -199,38 +166,24 @@ class AuditLog:
             "data_version": data_version or self.data_version,
             "model_version": model_version or self.model_version,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._thread_lock:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                sequence, prev_hash, torn = read_tail(fd)
-                fields["timestamp"] = utc_timestamp()
-                entry = AuditEntry.seal(**fields, sequence=sequence + 1, prev_hash=prev_hash)
-                line = entry.to_line()
-                os.write(fd, b"\n" + line if torn else line)
-                os.fsync(fd)
-                if self.checkpoint_every > 0 and entry.sequence % self.checkpoint_every == 0:
-                    self._write_checkpoint(entry.sequence, entry.entry_hash)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+        with self._thread_lock, auditchain.locked(self.path) as fd:
+            sequence, prev_hash, torn = read_tail(fd)
+            fields["timestamp"] = auditchain.utc_timestamp()
+            entry = AuditEntry.seal(**fields, sequence=sequence + 1, prev_hash=prev_hash)
+            auditchain.write_line(fd, entry.to_line(), torn)
+            if self.checkpoint_every > 0 and entry.sequence % self.checkpoint_every == 0:
+                self._write_checkpoint(entry.sequence, entry.entry_hash)
         return entry
 
     def checkpoint(self) -> Checkpoint:
         """Sign the current head now; append it to ``<log>.checkpoints`` and return it."""
         if self.signing_key is None:
             raise ValueError("checkpoint needs a signing key")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with auditchain.locked(self.path) as fd:
             sequence, head, _ = read_tail(fd)
             checkpoint = self._write_checkpoint(sequence, head)
-            assert checkpoint is not None
-            return checkpoint
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        assert checkpoint is not None
+        return checkpoint
 
     def _write_checkpoint(self, count: int, head_hash: str) -> Checkpoint | None:
         from compliance.audit.checkpoint import sign_checkpoint

@@ -4,39 +4,26 @@ Each line of the log is one JSON object. ``entry_hash`` is the SHA-256 of the en
 canonical JSON (every field except ``entry_hash``, keys sorted, no spaces, UTF-8), and
 ``prev_hash`` is the ``entry_hash`` of the entry before it (64 zeros for the first), so
 changing, removing, inserting or reordering any entry breaks the chain at that point.
+The chain's code is ``airgap/auditchain.py`` (standard library only: the site's
+``sitectl.py`` appends with it too); this module is the schema on top.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-GENESIS_HASH = "0" * 64
+# The chain itself (canonical JSON, hash, genesis) is the site tools' code too.
+from airgap.auditchain import GENESIS_HASH, canonical_json
+from airgap.auditchain import entry_hash as compute_entry_hash
+
 SCHEMA_VERSION = 1
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 Outcome = Literal["success", "failure", "refused", "info"]
-
-
-def utc_timestamp() -> str:
-    """Now, in UTC, ISO 8601 with microseconds and a ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def canonical_json(data: dict[str, Any]) -> bytes:
-    """The bytes that are hashed: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def compute_entry_hash(data: dict[str, Any]) -> str:
-    """SHA-256 over the canonical JSON of an entry without its ``entry_hash``."""
-    body = {key: value for key, value in data.items() if key != "entry_hash"}
-    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 class AuditEntry(BaseModel):
