@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ from benchmarks.roofline import matmul_peak, member_flops
 from benchmarks.torchscript_members import export_members
 from containers.build import find_uv
 from map_app.demo import seg_mask_in_slice_order
+from map_app.stack import raise_stack_limit
 from models.manifest import read_manifest
 from models.metrics import dice
 from synthetic.case import Modality, generate_case
@@ -60,7 +60,7 @@ class Run:
 
 
 def _stack_limit() -> None:
-    resource.setrlimit(resource.RLIMIT_STACK, (32 * 2**20, resource.RLIM_INFINITY))
+    raise_stack_limit()  # the child runs Holoscan: its 32 MiB stack (map_app.stack)
 
 
 def timed_child(

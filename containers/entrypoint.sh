@@ -8,7 +8,8 @@
 set -eu
 
 # Holoscan wants a 32 MiB stack for its threads; thread stacks take their size from the
-# limit at process start, so raise it here, before Python starts.
+# limit at process start, so raise it here, before Python starts (the rule and its size:
+# map_app/stack.py, STACK_BYTES).
 if ! ulimit -s 32768 2>/dev/null; then
     echo "minivess-entrypoint: warning: cannot raise the stack limit to 32 MiB" \
         "(now $(ulimit -s)); start the container with --ulimit stack=33554432" >&2
