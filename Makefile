@@ -12,7 +12,7 @@ CUDART_WHEEL_LIB := $(CURDIR)/.venv/lib/python3.11/site-packages/nvidia/cu13/lib
 export LD_LIBRARY_PATH := $(if $(LD_LIBRARY_PATH),$(LD_LIBRARY_PATH):)$(CUDART_WHEEL_LIB)
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test lint models data clean image
+.PHONY: help demo test check lint models data clean image
 
 help: ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' \
@@ -26,6 +26,10 @@ test: ## lint, type-check and every test (unit and real-peer integration)
 	@scripts/bootstrap.sh peers
 	@$(MAKE) --no-print-directory lint
 	@scripts/run_tests.sh
+
+check: ## lint, type-check and the fast tests (not slow, no real peers or podman; PYTEST_ARGS=...)
+	@$(MAKE) --no-print-directory lint
+	@scripts/run_tests.sh -m "not slow and not peer" $(PYTEST_ARGS)
 
 lint: ## ruff (lint and format check) and mypy
 	@scripts/bootstrap.sh python
