@@ -9,8 +9,7 @@ field, noise, slice thickness and artefacts. Two draws exist:
   them, mild bias, nominal noise, 0.5-1.5 mm slices, no artefacts);
 - ``randomised``: what the training split uses, deliberately wider than real variation
   (CT lumens 150-700 HU, MR lumens 2-15x, bias up to +/-40 %, noise x0.5-x4, slices
-  0.4-3 mm, in-plane 0.3-1 mm, gamma, metal streaks, rings, motion ghosting, vessels in
-  only part of the field of view in a third of them), so that
+  0.4-3 mm, in-plane 0.3-1 mm, gamma, metal streaks, rings, motion ghosting), so that
   real scanners sit inside the training distribution (Tobin et al. 2017; SynthSeg,
   Billot et al. 2023; vesselFM, Wittmann et al. 2025).
 
@@ -119,10 +118,4 @@ def draw_appearance(
         streaks=float(rng.uniform(0.3, 2.5)) if artefact[0] else 0.0,
         rings=float(rng.uniform(0.5, 3.0)) if artefact[1] else 0.0,
         ghosting=float(rng.uniform(0.05, 0.4)) if artefact[2] else 0.0,
-        # Drawn last so that the draws above keep their values. A third of the studies
-        # hold vessels in part of the field of view only: without vessel-free patches the
-        # members learn "every patch holds a vessel" and mark the brightest tissue (fat,
-        # enhancing tissue) of a large field of view (measured: Dice 0.28 on a
-        # 512x512x256 CT with 2.0.0, its false positives soft tissue at 45-97 HU).
-        vessel_extent=float(rng.uniform(0.3, 0.8)) if rng.random() < 0.35 else 1.0,
     )

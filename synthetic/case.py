@@ -16,7 +16,7 @@ from synthetic.tree import Branch, grow_tree
 
 # Bump whenever a change alters generated voxels: it is recorded in the model manifest's
 # provenance and in every split index, so stale data is never mixed with new models.
-GENERATOR_VERSION = "2.1.0"
+GENERATOR_VERSION = "2.0.0"
 
 DEFAULT_FOV_MM = (40.0, 48.0, 48.0)
 

@@ -88,10 +88,7 @@ def test_shift_suite_lists_every_family_per_modality() -> None:
 
 @pytest.mark.requirement("SRS-025", "SRS-080")
 def test_sparse_vessels_leave_most_of_the_field_of_view_vessel_free() -> None:
-    """Training must show vessel-free tissue, as a large real field of view mostly is."""
-    drawn = [draw_appearance(np.random.default_rng(s), "CT", "randomised") for s in range(200)]
-    share = np.mean([a.vessel_extent < 1.0 for a in drawn])
-    assert 0.2 < share < 0.5
+    """The shift family that measures vessel-free tissue, as a large field of view holds."""
     sparse = shifted_case(2000, Modality.CT, "sparse_vessels", "severe")
     occupied = np.argwhere(sparse.mask > 0)
     extent_mm = (occupied.max(axis=0) - occupied.min(axis=0)) * np.asarray(sparse.geometry.spacing)

@@ -155,8 +155,6 @@ def render_card(manifest: EnsembleManifest) -> str:
         "lumens 150-700 HU, MR lumens 2-15x the tissue, air around the body, with and "
         "without fat and bone, bias up to +/-40 %, noise x0.5-x4 (Gaussian CT, Rician MR), "
         "slices 0.4-3 mm, in-plane 0.3-1 mm, gamma, metal streaks, rings, motion ghosting; "
-        "in about a third of the studies the vessels fill only 30-80 % of each axis of the "
-        "field of view (vessel-free tissue around them, as in a large real field of view); "
         "plus MONAI intensity augmentation per patch (`models.builder.augment`). "
         f"Train split SHA-256 `{provenance.train_split_sha256}`, validation "
         f"`{provenance.val_split_sha256}`, locked test `{manifest.data.test_split_sha256}` "
