@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from models.inference import SlidingWindowSettings, ensemble_probabilities, fuse
+from map_app.config import AppConfig
+from models.inference import ensemble_probabilities, fuse
 from models.loader import ModelIntegrityError, choose_providers, load_ensemble
 from models.manifest import MANIFEST_NAME, EnsembleManifest, read_manifest
 from models.metrics import dice
@@ -221,7 +222,7 @@ def test_shipped_metrics_reproduce_on_the_regenerated_locked_test_split(
             ensemble,
             case.image,
             case.geometry.spacing,
-            SlidingWindowSettings(overlap=0.25),
+            AppConfig().sliding_window(),
             modality=case.modality.value,
         )
         predicted = fuse(stack, "mean") >= manifest.probability_threshold

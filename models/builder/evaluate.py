@@ -43,7 +43,8 @@ from synthetic.shifts import shifted_case, variants
 from synthetic.splits import LoadedCase
 
 log = logging.getLogger(__name__)
-EVALUATION = SlidingWindowSettings(overlap=0.25, batch_size=2)
+# As the appliance runs by default (map_app.config.AppConfig): overlap 0.25, lumen screen.
+EVALUATION = SlidingWindowSettings(overlap=0.25, batch_size=2, screen=True)
 FAILURE_DICE = 0.5
 # Less than ~1 cm of a 2 mm vessel: an angiogram in which the ensemble finds no more
 # than this has failed (models.uncertainty.study_score).
