@@ -4,20 +4,30 @@
 ``Conv`` and ``ConvTranspose``, 2 FLOPs each) for one window of its patch size: they are
 all but a fraction of a percent of its arithmetic (normalisation and activations are
 elementwise). ``matmul_peak`` measures what this CPU reaches on a large dense matrix
-product, fp32 and bf16, with the thread count the benchmark gives the pipelines: the
-practical roof a convolution network can approach. The pipeline benchmark divides the
+product, fp32 and bf16, through the appliance's runtime (ONNX Runtime, OpenVINO where
+present) with the thread count the benchmark gives the pipelines: the practical roof a
+convolution network can approach. The pipeline benchmark divides the
 FLOPs of the windows each side ran by its inference seconds and prints both.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import shape_inference
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper, shape_inference
+
+from models.loader import choose_providers, provider_entries, session_options
+from models.manifest import read_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int]:
@@ -52,23 +62,57 @@ def member_flops(onnx_file: Path, patch: tuple[int, int, int]) -> float:
     return flops
 
 
-def matmul_peak(dtype: str, threads: int, size: int = 2048, repeats: int = 5) -> float:
-    """Median GFLOP/s of a ``size``-square matrix product in ``dtype`` ("fp32" or "bf16")."""
-    import torch  # the development environment's; the appliance runtime has none
+def _matmul_model(size: int) -> bytes:
+    """An ONNX graph of one (size x size) @ (size x size) product, B a constant."""
+    weight = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])],
+        [numpy_helper.from_array(weight, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what ONNX Runtime of any supported version reads (opset 17)
+    return model.SerializeToString()
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        kind = torch.float32 if dtype == "fp32" else torch.bfloat16
-        generator = torch.Generator().manual_seed(0)
-        a = torch.randn(size, size, generator=generator).to(kind)
-        b = torch.randn(size, size, generator=generator).to(kind)
-        torch.matmul(a, b)  # warm-up: kernel selection, page faults
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            torch.matmul(a, b)
-            times.append(time.perf_counter() - started)
-        return 2.0 * size**3 / statistics.median(times) / 1e9
-    finally:
-        torch.set_num_threads(previous)
+
+def matmul_peak(dtype: str, threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """Median GFLOP/s of a ``size``-square matrix product in ``dtype`` ("fp32" or "bf16"),
+    through the runtime the appliance uses (ONNX Runtime with its preferred provider; the
+    bf16 precision hint as ``models.loader`` sets it), so the roof is the one ours runs
+    under. Where the CPU has no bf16 instructions, "bf16" runs in fp32."""
+    providers = choose_providers()
+    session = ort.InferenceSession(
+        _matmul_model(size),
+        sess_options=session_options(threads),
+        providers=provider_entries(providers, threads, bf16=dtype == "bf16"),
+    )
+    a = np.random.default_rng(1).standard_normal((size, size)).astype(np.float32)
+    session.run(None, {"a": a})  # warm-up: compilation, page faults
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        session.run(None, {"a": a})
+        times.append(time.perf_counter() - started)
+    return 2.0 * size**3 / statistics.median(times) / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.roofline``: each shipped member's GFLOP per window and the peaks."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "models" / "ensemble")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    manifest = read_manifest(args.model_dir)
+    for member in manifest.members:
+        flops = member_flops(args.model_dir / member.file, member.patch_size)
+        print(f"{member.name}: {flops / 1e9:.3f} GFLOP per {member.patch_size} window")
+    for dtype in ("fp32", "bf16"):
+        peak = matmul_peak(dtype, args.threads)
+        print(f"matmul peak {dtype} ({args.threads} threads): {peak:.1f} GFLOP/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
