@@ -34,12 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.quiet import Quietness, Watch, idle_at_start, load_per_core
-from benchmarks.roofline import matmul_peak, member_flops
+from benchmarks.roofline import ensemble_flops, matmul_peaks
 from benchmarks.torchscript_members import export_members
 from containers.build import find_uv
 from map_app.demo import seg_mask_in_slice_order
 from map_app.stack import raise_stack_limit
-from models.manifest import read_manifest
 from models.metrics import dice
 from synthetic.case import Modality, generate_case
 from synthetic.dicom_series import write_series
@@ -136,7 +135,7 @@ def run_ours(
     truth: np.ndarray,
     uids: list[str],
     providers: str | None = None,
-    screen: bool = False,
+    screen: bool = True,
 ) -> Run:
     shutil.rmtree(out, ignore_errors=True)
     environment = {"MINIVESS_WINDOW_SCREEN": "true" if screen else "false"}
@@ -319,12 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = idle_at_start()
     print(f"machine: {machine()}; load/core before the first run {load_per_core():.2f}"
           f"{'' if quiet else ' (NOT QUIET: something else is running)'}")  # fmt: skip
-    manifest = read_manifest(ROOT / "models" / "ensemble")
-    flops = {
-        member.name: member_flops(ROOT / "models" / "ensemble" / member.file, member.patch_size)
-        for member in manifest.members
-    }
-    peaks = {dtype: matmul_peak(dtype, threads=os.cpu_count() or 1) for dtype in ("fp32", "bf16")}
+    flops = ensemble_flops(ROOT / "models" / "ensemble")
+    peaks = matmul_peaks(threads=os.cpu_count() or 1)
     print(f"matmul peak ({os.cpu_count()} threads, 2048^2, median of 5): "
           f"fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s")  # fmt: skip
     for text in args.sizes.split(","):

@@ -98,18 +98,28 @@ def matmul_peak(dtype: str, threads: int, size: int = 2048, repeats: int = 5) ->
     return 2.0 * size**3 / statistics.median(times) / 1e9
 
 
+def ensemble_flops(model_dir: Path) -> dict[str, float]:
+    """FLOPs per window of every member of the ensemble in ``model_dir``, by name."""
+    return {
+        member.name: member_flops(model_dir / member.file, member.patch_size)
+        for member in read_manifest(model_dir).members
+    }
+
+
+def matmul_peaks(threads: int) -> dict[str, float]:
+    """``matmul_peak`` in fp32 and bf16, by dtype."""
+    return {dtype: matmul_peak(dtype, threads) for dtype in ("fp32", "bf16")}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.roofline``: each shipped member's GFLOP per window and the peaks."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models" / "ensemble")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    manifest = read_manifest(args.model_dir)
-    for member in manifest.members:
-        flops = member_flops(args.model_dir / member.file, member.patch_size)
-        print(f"{member.name}: {flops / 1e9:.3f} GFLOP per {member.patch_size} window")
-    for dtype in ("fp32", "bf16"):
-        peak = matmul_peak(dtype, args.threads)
+    for name, flops in ensemble_flops(args.model_dir).items():
+        print(f"{name}: {flops / 1e9:.3f} GFLOP per window")
+    for dtype, peak in matmul_peaks(args.threads).items():
         print(f"matmul peak {dtype} ({args.threads} threads): {peak:.1f} GFLOP/s")
     return 0
 

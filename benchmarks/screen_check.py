@@ -19,13 +19,14 @@ import argparse
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from models.builder.config import SHIPPED
-from models.builder.evaluate import shift_suite_cases
-from models.inference import SlidingWindowSettings, ensemble_probabilities
+from models.builder.evaluate import EVALUATION, shift_suite_cases
+from models.inference import ensemble_probabilities
 from models.loader import LoadedEnsemble, load_ensemble
 from models.metrics import dice
 from models.screen import WindowTally
@@ -46,7 +47,7 @@ def _answer(
         ensemble,
         case.image,
         case.geometry.spacing,
-        SlidingWindowSettings(overlap=0.25, screen=screen),
+        replace(EVALUATION, screen=screen),
         modality=case.modality.value,
         tallies=tallies,
     )

@@ -1,10 +1,12 @@
 """The shift suite: families of acquisition shifts at graded severity.
 
 Each variant regenerates a case with the same vessel tree (same seed) and a typical
-appearance moved along one family. Severities are ``mild``, ``moderate`` and ``severe``;
-the robustness goal (issue 11) is judged at ``moderate``. The builder evaluates the
-ensemble on the variants of the validation seeds (to set the failure-flag threshold) and
-of the locked test seeds (to report robustness and failure detection).
+appearance moved along one family; ``sparse_vessels`` alone regrows the tree (same seed)
+in a part of the field of view, leaving vessel-free tissue around it. Severities are
+``mild``, ``moderate`` and ``severe``; the robustness goal (issue 11) is judged at
+``moderate``. The builder evaluates the ensemble on the variants of the validation seeds
+(to set the failure-flag threshold) and of the locked test seeds (to report robustness and
+failure detection).
 """
 
 from __future__ import annotations
