@@ -180,21 +180,17 @@ class Exporter:
         self.metrics.exports.labels("retried").inc()
         log.warning("job %s: export attempt %d failed (%s); retry in %.1f s",
                     job.job_id, attempts, "; ".join(errors), delay)  # fmt: skip
-        return self.journal.update(
-            job.job_id, export_attempts=attempts, next_export_at=time.time() + delay,
-            delivered=delivered, error="; ".join(errors), error_reason="export-retrying",
-        )  # fmt: skip
+        return self.journal.retry_export_later(
+            job.job_id, attempts, time.time() + delay, delivered, "; ".join(errors)
+        )
 
     # Metrics first, then the journal: whoever sees a terminal state sees it counted.
     def _done(self, job: Job, delivered: list[str]) -> Job:
         self.metrics.exports.labels("ok").inc()
         self.metrics.studies.labels("done").inc()
         self.metrics.study_seconds.observe(max(0.0, time.time() - job.last_received_at))
-        done = self.journal.update(
-            job.job_id, "done", delivered=delivered, next_export_at=None,
-            error=None if job.error_reason == "export-retrying" else job.error,
-            error_reason=None,
-        )  # fmt: skip
+        note = None if job.error_reason == "export-retrying" else job.error
+        done = self.journal.mark_done(job.job_id, delivered, note)
         log.info("job %s: done", job.job_id)
         if self.records is not None:
             self.records.study_exported(done, "done")
@@ -203,10 +199,7 @@ class Exporter:
 
     def _dead_letter(self, job: Job, delivered: list[str], error: str) -> Job:
         self.metrics.exports.labels("dead_lettered").inc()
-        dead = self.journal.update(
-            job.job_id, "dead_letter", delivered=delivered, next_export_at=None,
-            error=error, error_reason="export-failed",
-        )  # fmt: skip
+        dead = self.journal.mark_dead_letter(job.job_id, delivered, error)
         log.error("job %s: export dead-lettered: %s (retry: python -m service retry-export %s)",
                   job.job_id, error, job.job_id)  # fmt: skip
         if self.records is not None:

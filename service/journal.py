@@ -7,7 +7,9 @@ A job is one study to process. States::
                               v             v
                             failed      dead_letter --(retry-export)--> exporting
 
-Every transition is one transaction, so the journal survives a crash at any point; on
+:data:`TRANSITIONS` lists every legal state change; each is one transaction that checks
+the job's state in its UPDATE (an illegal one raises :class:`IllegalTransitionError`), so
+the journal survives a crash at any point and two writers cannot skip a state; on
 start :meth:`Journal.resume` puts interrupted work back (``processing`` -> ``queued``;
 ``exporting`` stays, exports are idempotent). The ``instances`` table maps each spooled
 SOP Instance UID to its study and job and is what makes a re-sent instance a duplicate.
@@ -32,13 +34,43 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
 JobState = Literal["received", "queued", "processing", "exporting", "done", "failed", "dead_letter"]
 UNFINISHED: tuple[JobState, ...] = ("received", "queued", "processing", "exporting")
 TERMINAL: tuple[JobState, ...] = ("done", "failed", "dead_letter")
+
+Transition = Literal[
+    "queue", "claim", "resume", "export", "fail", "retry_later", "done", "dead_letter", "re_export"
+]
+# Every state change a job can make: transition -> (states it starts from, state it ends in).
+# Each is one UPDATE ... WHERE job_id=? AND state IN (sources), so an illegal one changes
+# nothing and raises IllegalTransitionError.
+TRANSITIONS: dict[Transition, tuple[tuple[JobState, ...], JobState]] = {
+    "queue": (("received",), "queued"),  # the study fell quiet (Grouper)
+    "claim": (("queued",), "processing"),  # the worker takes it
+    "resume": (("processing",), "queued"),  # a run cut short by a restart
+    "export": (("processing",), "exporting"),  # results written
+    "fail": (("processing",), "failed"),  # no results
+    "retry_later": (("exporting",), "exporting"),  # an export attempt failed
+    "done": (("exporting",), "done"),  # every destination has the results
+    "dead_letter": (("exporting",), "dead_letter"),  # export retries used up
+    "re_export": (("dead_letter", "done"), "exporting"),  # `retry-export`
+}
+
+
+class IllegalTransitionError(ValueError):
+    """The job is not in a state the transition starts from; nothing was changed."""
+
+    def __init__(
+        self, job_id: str, transition: Transition, state: str, message: str | None = None
+    ) -> None:
+        self.job_id, self.transition, self.state = job_id, transition, state
+        sources = "/".join(TRANSITIONS[transition][0])
+        super().__init__(message or f"job {job_id} is {state}: {transition} needs {sources}")
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -262,24 +294,84 @@ class Journal:
             ).fetchone()
         return int(row[0])
 
-    def update(self, job_id: str, state: JobState | None = None, **fields: Any) -> Job:
-        """Set ``state`` and other columns of one job in one transaction."""
+    def _transition(
+        self,
+        job_id: str,
+        transition: Transition,
+        assignments: str = "",
+        values: tuple[object, ...] = (),
+        condition: str = "1",
+    ) -> Job:
+        """Move one job along ``transition`` in one transaction, setting ``assignments``
+        (this module's SQL, never a caller's) besides the state; ``KeyError`` for an
+        unknown job, :class:`IllegalTransitionError` when it is in another state."""
+        sources, target = TRANSITIONS[transition]
         now = time.time()
-        values: dict[str, Any] = {"updated_at": now, **fields}
-        if state is not None:
-            values["state"] = state
-            if state in TERMINAL:
-                values.setdefault("finished_at", now)
-        for key in ("delivered", "outputs"):
-            if key in values:
-                values[key] = json.dumps(values[key])
-        assignments = ", ".join(f"{key}=?" for key in values)
+        columns, stamps = ["state=?", "updated_at=?"], [target, now]
+        if target in TERMINAL:
+            columns.append("finished_at=?")
+            stamps.append(now)
+        marks = ",".join("?" * len(sources))
+        sql = (
+            f"UPDATE jobs SET {', '.join([*columns, assignments] if assignments else columns)} "
+            f"WHERE job_id=? AND state IN ({marks}) AND {condition}"
+        )
         with self._tx() as db:
-            db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*values.values(), job_id))
+            changed = db.execute(sql, (*stamps, *values, job_id, *sources)).rowcount
             row = db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         if row is None:
-            raise KeyError(job_id)
+            raise KeyError(f"no job {job_id}")
+        if not changed:
+            raise IllegalTransitionError(job_id, transition, str(row["state"]))
         return _job(row)
+
+    def mark_exporting(
+        self,
+        job_id: str,
+        output_dir: Path,
+        outputs: list[str],
+        note: str | None = None,
+        due: float | None = None,
+    ) -> Job:
+        """``processing`` -> ``exporting``: results written, first export due at ``due``."""
+        return self._transition(
+            job_id, "export",
+            "output_dir=?, outputs=?, next_export_at=?, export_attempts=0, delivered='[]', "
+            "error=?", (str(output_dir), json.dumps(outputs), time.time() if due is None else due,
+                        note),
+        )  # fmt: skip
+
+    def mark_failed(self, job_id: str, reason: str, message: str, output_dir: Path) -> Job:
+        """``processing`` -> ``failed``: no results (``reason`` and ``message`` kept)."""
+        return self._transition(
+            job_id, "fail", "error=?, error_reason=?, output_dir=?",
+            (message, reason, str(output_dir)),
+        )  # fmt: skip
+
+    def retry_export_later(
+        self, job_id: str, attempts: int, due: float, delivered: list[str], error: str
+    ) -> Job:
+        """``exporting`` stays: attempt ``attempts`` failed, the next is due at ``due``."""
+        return self._transition(
+            job_id, "retry_later",
+            "export_attempts=?, next_export_at=?, delivered=?, error=?, "
+            "error_reason='export-retrying'", (attempts, due, json.dumps(delivered), error),
+        )  # fmt: skip
+
+    def mark_done(self, job_id: str, delivered: list[str], error: str | None = None) -> Job:
+        """``exporting`` -> ``done``: every destination has the results."""
+        return self._transition(
+            job_id, "done", "delivered=?, next_export_at=NULL, error=?, error_reason=NULL",
+            (json.dumps(delivered), error),
+        )  # fmt: skip
+
+    def mark_dead_letter(self, job_id: str, delivered: list[str], error: str) -> Job:
+        """``exporting`` -> ``dead_letter``: export given up (``retry-export`` restarts it)."""
+        return self._transition(
+            job_id, "dead_letter",
+            "delivered=?, next_export_at=NULL, error=?, error_reason='export-failed'",
+            (json.dumps(delivered), error),
+        )  # fmt: skip
 
     def queue_quiet_jobs(self, cutoff: float) -> list[Job]:
         """``received`` jobs with no instance since ``cutoff`` become ``queued``."""
@@ -326,15 +418,20 @@ class Journal:
 
     def retry_export(self, job_id: str) -> Job:
         """Re-trigger the export of a dead-lettered (or done) job: all destinations again."""
-        job = self.get(job_id)
-        if job is None:
-            raise KeyError(f"no job {job_id}")
-        if job.state not in ("dead_letter", "done") or not job.outputs:
-            raise ValueError(f"job {job_id} is {job.state}: nothing to re-export")
-        return self.update(
-            job_id, "exporting", export_attempts=0, next_export_at=time.time(), delivered=[],
-            finished_at=None, error=None, error_reason=None,
-        )  # fmt: skip
+        now = time.time()
+        try:
+            return self._transition(
+                job_id, "re_export",
+                "export_attempts=0, next_export_at=?, delivered='[]', finished_at=NULL, "
+                "error=NULL, error_reason=NULL", (now,), "outputs!='[]'",
+            )  # fmt: skip
+        except IllegalTransitionError as error:
+            raise IllegalTransitionError(
+                job_id,
+                "re_export",
+                error.state,
+                f"job {job_id} is {error.state}: nothing to re-export",
+            ) from None
 
     def resume(self, now: float | None = None) -> list[Job]:
         """After a restart: interrupted runs go back to ``queued``; all unfinished jobs.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -146,18 +145,14 @@ class Worker:
             return
         failed = [s for s in report.series if s.status == "failed"]
         note = f"partial: {len(failed)} series failed" if failed else None
-        self.journal.update(
-            job.job_id, "exporting", output_dir=str(output_dir), outputs=outputs,
-            next_export_at=time.time(), export_attempts=0, delivered=[], error=note,
-        )  # fmt: skip
+        self.journal.mark_exporting(job.job_id, output_dir, outputs, note)
         log.info("job %s: %d result files, exporting", job.job_id, len(outputs))
         self.on_exporting()
 
     def _fail(self, job: Job, reason: str, message: str) -> None:
         self.metrics.studies.labels("failed").inc()  # before the state: seen => counted
-        self.journal.update(
-            job.job_id, "failed", error=message, error_reason=reason,
-            output_dir=str(self.settings.outputs_dir / job.job_id),
-        )  # fmt: skip
+        self.journal.mark_failed(
+            job.job_id, reason, message, self.settings.outputs_dir / job.job_id
+        )
         log.warning("job %s: failed (%s): %s", job.job_id, reason, message)
         release_spool(self.journal, self.spool, self.metrics, job.study_uid)

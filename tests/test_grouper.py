@@ -130,7 +130,9 @@ def test_a_pass_observes_receive_time_and_sets_the_queue_gauge(
     assert (count, total) == (1.0, 4.5)  # first to last instance of the queued study
     # Unfinished = the queued study and the one still receiving.
     assert registry.get_sample_value("minivess_queue_depth") == 2.0
-    journal.update(journal.claim_next_queued().job_id, "done")  # type: ignore[union-attr]
+    claimed = journal.claim_next_queued()
+    assert claimed is not None
+    journal.mark_failed(claimed.job_id, "x", "x", Path("/out"))
     assert grouper.poll(now=1016.0) == 0
     assert registry.get_sample_value("minivess_queue_depth") == 1.0
 

@@ -71,6 +71,14 @@ def test_bad_settings_are_reported(env: dict[str, str], message: str) -> None:
 # -------------------------------------------------------------------------- journal
 
 
+def to_exporting(journal: Journal, job_id: str, due: float | None = None) -> None:
+    """Take a ``received`` or ``queued`` job the legal way to ``exporting``."""
+    journal.queue_quiet_jobs(cutoff=float("inf"))
+    claimed = journal.claim_next_queued()
+    assert claimed is not None and claimed.job_id == job_id
+    journal.mark_exporting(job_id, Path("/out"), ["/x.dcm"], due=due)
+
+
 @pytest.mark.requirement("SRS-043")
 def test_journal_lifecycle_and_resume(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
@@ -97,10 +105,12 @@ def test_journal_lifecycle_and_resume(tmp_path: Path) -> None:
     # The study still receiving restarts its quiet period: it is not complete yet.
     assert reopened.queue_quiet_jobs(cutoff=499.0) == []
     assert [j.job_id for j in reopened.queue_quiet_jobs(cutoff=500.0)] == [later.job_id]
-    reopened.update(later.job_id or "", "received")
-    reopened.update(job_id, "failed", error="x")
+    claimed = reopened.claim_next_queued()  # the first job (it fell quiet first)
+    assert claimed is not None and claimed.job_id == job_id
+    reopened.mark_failed(job_id, "x", "x", tmp_path / "out")
     assert reopened.release_study(STUDY) == []  # the second job still needs the files
-    reopened.update(later.job_id or "", "done")
+    to_exporting(reopened, later.job_id or "")
+    reopened.mark_done(later.job_id or "", ["A@h:1"])
     assert sorted(p.name for p in reopened.release_study(STUDY)) == ["a", "b", "c"]
     assert not reopened.is_known("1.1")  # a resend after release is processed anew
     failed = reopened.get(job_id)
@@ -113,11 +123,12 @@ def test_journal_export_scheduling_and_retry(tmp_path: Path) -> None:
     job_id = journal.register_instance(STUDY, "1.1", tmp_path / "a", 1).job_id or ""
     with pytest.raises(ValueError, match="nothing to re-export"):
         journal.retry_export(job_id)
-    journal.update(job_id, "exporting", outputs=["/x.dcm"], next_export_at=50.0)
+    to_exporting(journal, job_id, due=50.0)
     assert journal.next_export(now=40.0) == (None, 50.0)
     due, _ = journal.next_export(now=60.0)
     assert due is not None and due.job_id == job_id
-    journal.update(job_id, "dead_letter", export_attempts=3, delivered=["A@h:1"])
+    journal.retry_export_later(job_id, 3, 70.0, ["A@h:1"], "B@h:2: refused")
+    journal.mark_dead_letter(job_id, ["A@h:1"], "B@h:2: refused")
     job = journal.retry_export(job_id)
     assert (job.state, job.export_attempts, job.delivered, job.finished_at) == (
         "exporting", 0, [], None
@@ -133,7 +144,8 @@ def test_cli_lists_and_retriggers(tmp_path: Path, capsys: pytest.CaptureFixture[
     config.write_text(settings.model_dump_json())
     journal = Journal(settings.journal_path)
     job_id = journal.register_instance(STUDY, "1.1", tmp_path / "a", 1).job_id or ""
-    journal.update(job_id, "dead_letter", outputs=["/x.dcm"], error="PACS@h:1: refused")
+    to_exporting(journal, job_id)
+    journal.mark_dead_letter(job_id, [], "PACS@h:1: refused")
     assert service_main(["--config", str(config), "jobs"]) == 0
     assert job_id in capsys.readouterr().out
     assert service_main(["--config", str(config), "jobs", "--state", "done", "--json"]) == 0
