@@ -95,7 +95,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE INDEX IF NOT EXISTS jobs_study ON jobs(study_uid);
+DROP INDEX IF EXISTS jobs_study;
+CREATE INDEX IF NOT EXISTS jobs_study_created ON jobs(study_uid, created_at);
 CREATE TABLE IF NOT EXISTS instances (
     sop_uid TEXT PRIMARY KEY,
     study_uid TEXT NOT NULL,
@@ -285,6 +286,18 @@ class Journal:
         with self._lock:
             rows = self._db.execute(query, (*args, limit)).fetchall()
         return [_job(r) for r in rows]
+
+    def open_job_of(self, study_uid: str) -> str | None:
+        """The study's newest unfinished job (where a re-sent instance of it already is);
+        one lookup in the ``jobs_study_created`` index."""
+        marks = ",".join("?" * len(UNFINISHED))
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT job_id FROM jobs WHERE study_uid=? AND state IN ({marks}) "
+                "ORDER BY created_at DESC LIMIT 1",
+                (study_uid, *UNFINISHED),
+            ).fetchone()
+        return str(row[0]) if row else None
 
     def count_unfinished(self) -> int:
         marks = ",".join("?" * len(UNFINISHED))

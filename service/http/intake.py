@@ -18,7 +18,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from service.ingest import DATASET_MISMATCH, IngestResult
-from service.journal import UNFINISHED
 from service.spool import is_uid
 
 if TYPE_CHECKING:
@@ -77,12 +76,6 @@ def peek(data: bytes) -> tuple[str | None, str | None, str | None]:
     return sop_class, sop_instance, study
 
 
-def _open_job(service: Service, study_uid: str) -> str | None:
-    """The study's newest unfinished job (where a duplicate instance already is)."""
-    jobs = [job for job in service.journal.list_jobs(UNFINISHED) if job.study_uid == study_uid]
-    return jobs[0].job_id if jobs else None
-
-
 def _store(service: Service, data: bytes, name: str, target_study: str | None) -> Outcome:
     sop_class, sop_instance, study = peek(data)
     if target_study is not None and study is not None and study != target_study:
@@ -95,7 +88,7 @@ def _store(service: Service, data: bytes, name: str, target_study: str | None) -
     result = service.ingest.accept(data, interface=INTERFACE)
     job_id = result.job_id
     if result.ok and job_id is None and result.study_uid:
-        job_id = _open_job(service, result.study_uid)
+        job_id = service.journal.open_job_of(result.study_uid)
     return Outcome(
         name, result, sop_class, result.sop_uid or sop_instance, result.study_uid or study, job_id
     )
