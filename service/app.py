@@ -59,12 +59,9 @@ class Service:
         self.spool = Spool(settings.spool_dir)
         self.audit = site_audit_log(settings)
         self.pipeline = pipeline if pipeline is not None else load_pipeline(settings, self.audit)
-        if hasattr(self.pipeline, "audit_log"):
-            # A pipeline handed in (tests, embedding) audits into this service's log.
-            self.pipeline.audit_log = self.audit
-        summary = getattr(self.pipeline, "model_summary", None)
-        model_version = summary().version if callable(summary) else "unknown"
-        self.records = StudyRecords(settings, self.audit, model_version)
+        # A pipeline handed in (tests, embedding) audits into this service's log.
+        self.pipeline.audit_log = self.audit
+        self.records = StudyRecords(settings, self.audit, self.pipeline.model_summary().version)
         self.ingest = Ingest(settings, self.spool, self.journal, self.metrics)
         self.gateway = Gateway(settings, self.ingest)
         self.exporter = Exporter(
@@ -100,9 +97,7 @@ class Service:
             log.info("start-up: %d spooled instances re-registered, %d unfinished jobs resumed",
                      added, len(resumed))  # fmt: skip
         self.metrics.queue_depth.set(self.journal.count_unfinished())
-        summary = getattr(self.pipeline, "model_summary", None)
-        if callable(summary):
-            set_model_info(self.metrics, summary())
+        set_model_info(self.metrics, self.pipeline.model_summary())
         self.exporter.start()
         self.worker.start()
         self.grouper.start()

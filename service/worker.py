@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from compliance.audit import AuditLog
 from map_app.stack import STACK_BYTES
 from operators.errors import PipelineError
-from operators.run_report import RunReport
+from operators.run_report import ModelSummary, RunReport
 from service.journal import Job, Journal
 from service.observability.metrics import ApplianceMetrics, observe_run_report
 from service.records import StudyRecords
@@ -35,7 +36,12 @@ log = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
-    """What the worker needs of ``map_app.pipeline.Pipeline``."""
+    """What the service needs of ``map_app.pipeline.Pipeline``: the worker runs it, the
+    service names its model (metrics, traces) and points its audit at the site's log."""
+
+    audit_log: AuditLog | None
+
+    def model_summary(self) -> ModelSummary: ...
 
     def run(
         self, input_path: Path, output_dir: Path, correlation_id: str | None = None
