@@ -57,10 +57,12 @@ from bundle.manifest import (
     file_entry,
 )
 from bundle.signing import KeylessMode, keyless_sign, load_private_key, sign_manifest
-from containers import build
+from containers import provenance
+from containers.commands import Log
+from containers.images import build_appliance_image
 from models.digest import sha256_file
 
-REPO = build.REPO_ROOT
+REPO = provenance.REPO_ROOT
 DEFAULT_OUT = REPO / "var" / "bundle"
 DEFAULT_CACHE = DEFAULT_OUT / "cache"
 ENSEMBLE = REPO / "models" / "ensemble"
@@ -108,7 +110,7 @@ def release_number(given: int | None) -> tuple[int, str]:
         if given < 1:
             raise BundleError("--release must be a positive integer")
         return given, "cli"
-    count = build._git("rev-list", "--count", "--first-parent", "HEAD")
+    count = provenance.git("rev-list", "--count", "--first-parent", "HEAD")
     if not count or not count.isdigit():
         raise BundleError("not a git checkout: give the release number with --release N")
     return int(count), "git rev-list --count --first-parent HEAD"
@@ -159,7 +161,7 @@ def _chart(work: Path, files: dict[str, Path], app_version: str) -> ChartInfo:
     )
 
 
-def _compliance(work: Path, given: Path | None, files: dict[str, Path], log: build.Log) -> None:
+def _compliance(work: Path, given: Path | None, files: dict[str, Path], log: Log) -> None:
     folder = given
     if folder is None:
         from compliance.gen.render import render
@@ -213,19 +215,19 @@ def _stderr(message: str) -> None:
     print(f"bundle: {message}", file=sys.stderr, flush=True)
 
 
-def build_bundle(options: BuildOptions, log: build.Log = _stderr) -> BuiltBundle:
+def build_bundle(options: BuildOptions, log: Log = _stderr) -> BuiltBundle:
     started = time.monotonic()
     key = load_private_key(options.signing_key)
     release, source = release_number(options.release)
-    if source != "cli" and build.git_revision().endswith("-dirty"):
+    if source != "cli" and provenance.git_revision().endswith("-dirty"):
         log(f"warning: uncommitted changes: release {release} is the number of their commit")
     if options.image_ref:
         image = image_module.describe_image(options.image_ref)
     else:
-        image = image_module.describe_image(build.build_appliance_image("cpu", log=log).ref)
-    epoch = build.source_date_epoch()
-    build_time = build.rfc3339(epoch)
-    version = build.project_version()
+        image = image_module.describe_image(build_appliance_image("cpu", log=log).ref)
+    epoch = provenance.source_date_epoch()
+    build_time = provenance.rfc3339(epoch)
+    version = provenance.project_version()
     archive = image_module.oci_archive(image, options.cache_dir, log)
     facts = image_module.image_facts(image, options.cache_dir, log)
     options.out_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +249,7 @@ def build_bundle(options: BuildOptions, log: build.Log = _stderr) -> BuiltBundle
             version=version,
             release=release,
             release_number_source=source,
-            git_commit=build.git_revision(),
+            git_commit=provenance.git_revision(),
             build_time=build_time,
             source_date_epoch=epoch,
             image=ImageInfo(

@@ -23,7 +23,8 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from bundle.image import ImageRef
-from containers import build
+from containers.provenance import REPO_ROOT
+from containers.wheelhouse import find_uv
 
 
 class SbomError(RuntimeError):
@@ -44,17 +45,17 @@ def _cyclonedx_py() -> list[str]:
 
 def python_environment_sbom(out: Path, work: Path) -> None:
     """The locked runtime environment, with hashes, into ``out``."""
-    uv = build.find_uv()
+    uv = find_uv()
     if uv is None:
         raise SbomError("uv not found (scripts/bootstrap.sh python installs it)")
     requirements = work / "requirements-locked.txt"
     cmd = [uv, "export", "--frozen", "--no-default-groups", "--format", "requirements-txt"]
     cmd += ["--no-emit-project", "--output-file", str(requirements)]
-    done = subprocess.run(cmd, cwd=build.REPO_ROOT, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SbomError(f"uv export failed: {done.stderr.strip()}")
     cmd = [*_cyclonedx_py(), "requirements", "--sv", "1.6", "--of", "JSON"]
-    cmd += ["--output-reproducible", "--pyproject", str(build.REPO_ROOT / "pyproject.toml")]
+    cmd += ["--output-reproducible", "--pyproject", str(REPO_ROOT / "pyproject.toml")]
     cmd += ["-o", str(out), str(requirements)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bundle import image as image_module
 from bundle.build import BuildOptions, BuiltBundle, build_bundle
-from containers import build
+from containers import commands, images, podman, provenance
 from synthetic.case import Modality, generate_case
 from synthetic.dicom_series import write_series
 
@@ -82,11 +82,11 @@ def compliance_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def appliance() -> build.BuiltImage:
+def appliance() -> images.BuiltImage:
     _require("podman")
     try:
-        return build.build_appliance_image("cpu", log=print)
-    except build.ContainerBuildError as error:
+        return images.build_appliance_image("cpu", log=print)
+    except commands.ContainerBuildError as error:
         pytest.fail(f"cannot build the appliance image: {error}", pytrace=False)
 
 
@@ -108,7 +108,7 @@ def bundles(
     tmp_path_factory: pytest.TempPathFactory,
     release_key: tuple[Path, Path],
     compliance_docs: Path,
-    appliance: build.BuiltImage,
+    appliance: images.BuiltImage,
 ) -> Bundles:
     folder = tmp_path_factory.mktemp("bundles")
     options = BuildOptions(
@@ -123,7 +123,7 @@ def bundles(
 
 @pytest.fixture(scope="module")
 def broken_image(
-    appliance: build.BuiltImage, tmp_path_factory: pytest.TempPathFactory
+    appliance: images.BuiltImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The appliance image with its entrypoint broken (a packaging regression): its
     service exits at once. Tagged for this module only, removed afterwards."""
@@ -135,11 +135,11 @@ def broken_image(
         " > /usr/local/bin/minivess-entrypoint\nUSER 10001:10001\n"
     )
     try:
-        build.podman("build", "--network", "none", "-t", ref, str(context))
+        podman.podman("build", "--network", "none", "-t", ref, str(context))
         yield ref
     finally:
         shutil.rmtree(context, ignore_errors=True)
-        build.podman("rmi", ref, check=False)
+        podman.podman("rmi", ref, check=False)
 
 
 # --------------------------------------------------------------------------- site
@@ -225,7 +225,7 @@ def site(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/storage"\nrunroot = "{root}/run"\n'
     )
     # An operator's environment: no MINIVESS_* of the test session (conftest sets some).
-    env = {k: v for k, v in build.podman_env().items() if not k.startswith("MINIVESS_")}
+    env = {k: v for k, v in podman.podman_env().items() if not k.startswith("MINIVESS_")}
     env["CONTAINERS_STORAGE_CONF"] = str(root / "storage.conf")
     site = Site(root, netns, f"minivess-test-{uuid.uuid4().hex[:8]}", env)
     site.home.mkdir()
@@ -295,8 +295,8 @@ def test_bundle_cli_builds_and_verifies_offline(
     assert {n.split("/")[0] for n in names} >= {
         "airgap", "compliance", "helm", "images", "models", "sbom", "smoke"
     }  # fmt: skip
-    assert manifest["release"] == 1 and manifest["version"] == build.project_version()
-    assert manifest["git_commit"].startswith(build.git_revision()[:40])
+    assert manifest["release"] == 1 and manifest["version"] == provenance.project_version()
+    assert manifest["git_commit"].startswith(provenance.git_revision()[:40])
     assert {f["path"] for f in manifest["files"]} == set(names[2:])
     assert "models/minivess-vessel-ensemble/model_card.md" in names  # the card ships
     for component in python_sbom["components"]:  # the lock's hashes, per distribution

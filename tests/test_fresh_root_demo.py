@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pytest
 
-from containers import build
+from containers import base_image, cache, commands, debian_mirror, podman, wheelhouse
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_DIR = REPO / "var" / "fresh-root"
@@ -66,7 +66,12 @@ def _log(message: str) -> None:
 
 
 def root_key() -> str:
-    recipe = [RECIPE_VERSION, build.SUITE, *sorted(FRESH_PACKAGES), *build.MMDEBSTRAP_OPTIONS]
+    recipe = [
+        RECIPE_VERSION,
+        debian_mirror.SUITE,
+        *sorted(FRESH_PACKAGES),
+        *base_image.MMDEBSTRAP_OPTIONS,
+    ]
     return hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:16]
 
 
@@ -74,11 +79,11 @@ def fresh_root_image() -> str:
     """The fresh Debian root as a podman image, from cache when its recipe is unchanged."""
     key = root_key()
     ref = f"{IMAGE}:{key}"
-    with build.cache_lock(CACHE_DIR):
-        labels = build.image_labels(ref)
+    with cache.cache_lock(CACHE_DIR):
+        labels = podman.image_labels(ref)
         if labels is not None and labels.get(KEY_LABEL) == key:
             return ref
-        tar = CACHE_DIR / f"{build.SUITE}-{key}.tar"
+        tar = CACHE_DIR / f"{debian_mirror.SUITE}-{key}.tar"
         if not tar.is_file():
             mmdebstrap = shutil.which("mmdebstrap")
             if mmdebstrap is None:
@@ -86,16 +91,16 @@ def fresh_root_image() -> str:
             for old in CACHE_DIR.glob("*.tar*"):
                 old.unlink()
             partial = tar.with_suffix(".tar.partial")
-            sources = build.debian_sources()
-            _log(f"mmdebstrap {build.SUITE} ({', '.join(FRESH_PACKAGES)}) ...")
+            sources = debian_mirror.debian_sources()
+            _log(f"mmdebstrap {debian_mirror.SUITE} ({', '.join(FRESH_PACKAGES)}) ...")
             started = time.monotonic()
             done = subprocess.run(
                 [
                     mmdebstrap,
-                    *build.MMDEBSTRAP_OPTIONS,
+                    *base_image.MMDEBSTRAP_OPTIONS,
                     "--include=" + ",".join(FRESH_PACKAGES),
                     "--format=tar",
-                    build.SUITE,
+                    debian_mirror.SUITE,
                     str(partial),
                     *sources,
                 ],
@@ -108,27 +113,27 @@ def fresh_root_image() -> str:
                 pytest.fail(f"mmdebstrap failed:\n{(done.stdout + done.stderr)[-4000:]}")
             partial.rename(tar)
             _log(f"root: {tar.stat().st_size / 1e6:.0f} MB in {time.monotonic() - started:.0f} s")
-        build.podman(
+        podman.podman(
             "import",
             "--change",
             'CMD ["/bin/bash"]',
             "--change",
             f"LABEL {KEY_LABEL}={key}",
             "--message",
-            f"fresh {build.SUITE} root {key}",
+            f"fresh {debian_mirror.SUITE} root {key}",
             str(tar),
             ref,
         )
         # Older roots of this test (other recipes): only our own repository name.
-        tags = build.podman("images", "--format", "{{.Tag}}", IMAGE, check=False).stdout
+        tags = podman.podman("images", "--format", "{{.Tag}}", IMAGE, check=False).stdout
         for tag in set(tags.split()) - {key, "<none>"}:
-            build.podman("rmi", f"{IMAGE}:{tag}", check=False)
+            podman.podman("rmi", f"{IMAGE}:{tag}", check=False)
     return ref
 
 
 def host_uv_cache() -> Path:
     """The host's uv cache folder (what ``uv cache dir`` says), created if missing."""
-    uv = build.find_uv()
+    uv = wheelhouse.find_uv()
     folder = None
     if uv is not None:
         done = subprocess.run(
@@ -194,7 +199,7 @@ exec make demo
 def container_name() -> Iterator[str]:
     name = f"minivess-fresh-demo-{uuid.uuid4().hex[:10]}"
     yield name
-    build.podman("rm", "--force", "--time", "5", name, check=False, timeout=120)
+    podman.podman("rm", "--force", "--time", "5", name, check=False, timeout=120)
 
 
 def test_make_demo_on_a_fresh_debian_root(tmp_path: Path, container_name: str) -> None:
@@ -243,8 +248,8 @@ def test_make_demo_on_a_fresh_debian_root(tmp_path: Path, container_name: str) -
     ]
     run_started = time.monotonic()
     try:
-        done = build.podman(*cmd, check=False, timeout=2400)
-    except build.ContainerBuildError as error:  # podman missing
+        done = podman.podman(*cmd, check=False, timeout=2400)
+    except commands.ContainerBuildError as error:  # podman missing
         pytest.fail(str(error), pytrace=False)
     except subprocess.TimeoutExpired:
         pytest.fail("make demo in the fresh root ran over 40 minutes", pytrace=False)

@@ -42,7 +42,8 @@ from typing import Any
 
 import pytest
 
-from containers import build
+from containers import commands, images
+from containers.podman import podman as run_podman
 from tests.kube_play import kube_yaml, of_kind, pod_from_statefulset, render
 from tests.peers import PEER_ENV, free_port, require_executable, storescu
 from tests.security_support import Pki, make_pki
@@ -59,8 +60,8 @@ AUDIT_TIMEOUT_S = 120
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     try:
-        return build.podman(*args, check=False, timeout=timeout)
-    except build.ContainerBuildError as error:  # podman missing
+        return run_podman(*args, check=False, timeout=timeout)
+    except commands.ContainerBuildError as error:  # podman missing
         pytest.fail(str(error), pytrace=False)
 
 
@@ -113,7 +114,7 @@ def token() -> str:
 
 @pytest.fixture(scope="module")
 def pods(
-    appliance_image: build.BuiltImage,  # noqa: F811
+    appliance_image: images.BuiltImage,  # noqa: F811
     pki: Pki,
     token: str,
     tmp_path_factory: pytest.TempPathFactory,

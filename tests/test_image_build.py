@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from containers import build
+from containers import commands, debian_mirror, images, podman, provenance, wheelhouse
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = {
-    "Dockerfile": build.APPLIANCE_INPUTS,
-    "models/builder/Dockerfile": build.BUILDER_INPUTS,
+    "Dockerfile": images.APPLIANCE_INPUTS,
+    "models/builder/Dockerfile": images.BUILDER_INPUTS,
 }
 HADOLINT = REPO / ".venv" / "bin" / "hadolint"
 
@@ -54,7 +54,7 @@ def _copy_sources(dockerfile: Path) -> list[str]:
 @pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
 def test_every_copied_file_is_a_cache_input(dockerfile: str) -> None:
     """What a Dockerfile copies must be in the digest that decides whether to rebuild."""
-    inputs = {p.relative_to(REPO) for p in build.input_files(DOCKERFILES[dockerfile])}
+    inputs = {p.relative_to(REPO) for p in images.input_files(DOCKERFILES[dockerfile])}
     assert Path(dockerfile) in inputs
     for source in _copy_sources(REPO / dockerfile):
         matches = [p for p in REPO.glob(source.rstrip("/")) if p.exists()]
@@ -102,14 +102,14 @@ def test_entrypoint_is_valid_posix_shell_and_raises_the_stack() -> None:
 
 
 def test_containers_conf_has_what_podman_needs_here() -> None:
-    conf = tomllib.loads(build.CONTAINERS_CONF.read_text())
+    conf = tomllib.loads(podman.CONTAINERS_CONF.read_text())
     assert conf["engine"]["runtime"] == "runc"
     assert conf["engine"]["cgroup_manager"] == "cgroupfs"
     assert conf["engine"]["events_logger"] == "file"
     assert any(u.startswith("nofile=") for u in conf["containers"]["default_ulimits"])
-    env = build.podman_env({})
-    assert env["CONTAINERS_CONF"] == str(build.CONTAINERS_CONF)
-    assert build.podman_env({"CONTAINERS_CONF": "/site.conf"})["CONTAINERS_CONF"] == "/site.conf"
+    env = podman.podman_env({})
+    assert env["CONTAINERS_CONF"] == str(podman.CONTAINERS_CONF)
+    assert podman.podman_env({"CONTAINERS_CONF": "/site.conf"})["CONTAINERS_CONF"] == "/site.conf"
 
 
 # ------------------------------------------------------------------------ Debian mirror
@@ -137,7 +137,7 @@ def test_mirror_from_deb822_sources(tmp_path: Path) -> None:
     (tmp_path / "sources.list.d" / "other.list.disabled").write_text(
         "deb http://ignored.example/debian bookworm main\n"
     )
-    assert build.debian_sources("bookworm", tmp_path) == [
+    assert debian_mirror.debian_sources("bookworm", tmp_path) == [
         "deb http://mirror.example/debian bookworm main",
         "deb http://mirror.example/debian bookworm-updates main",
         "deb http://mirror.example/debian-security bookworm-security main",
@@ -150,7 +150,7 @@ def test_mirror_from_one_line_sources_list(tmp_path: Path) -> None:
         "deb [arch=amd64 signed-by=/k.gpg] https://m.example/debian/ bookworm main contrib\n"
         "deb-src https://m.example/debian bookworm main\n"
     )
-    sources = build.debian_sources("bookworm", tmp_path)
+    sources = debian_mirror.debian_sources("bookworm", tmp_path)
     assert sources[0] == "deb https://m.example/debian bookworm main"
     # No security entry: the conventional "<mirror>-security" next to the mirror.
     assert sources[2] == "deb https://m.example/debian-security bookworm-security main"
@@ -159,17 +159,17 @@ def test_mirror_from_one_line_sources_list(tmp_path: Path) -> None:
 def test_mirror_override_and_missing_mirror(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(build.ContainerBuildError, match="MINIVESS_DEBIAN_MIRROR"):
-        build.debian_sources("bookworm", tmp_path)
+    with pytest.raises(commands.ContainerBuildError, match="MINIVESS_DEBIAN_MIRROR"):
+        debian_mirror.debian_sources("bookworm", tmp_path)
     monkeypatch.setenv("MINIVESS_DEBIAN_MIRROR", "http://site.example/debian")
-    assert build.debian_sources("bookworm", tmp_path)[0].startswith(
+    assert debian_mirror.debian_sources("bookworm", tmp_path)[0].startswith(
         "deb http://site.example/debian bookworm"
     )
 
 
 def test_this_machine_has_a_debian_mirror() -> None:
     """The base image is built from the mirror of this machine's apt sources."""
-    sources = build.debian_sources()
+    sources = debian_mirror.debian_sources()
     assert len(sources) == 3 and all(line.startswith("deb http") for line in sources)
 
 
@@ -177,12 +177,14 @@ def test_this_machine_has_a_debian_mirror() -> None:
 
 
 def test_runtime_requirements_have_no_torch_and_pin_everything() -> None:
-    lines = build.export_requirements()
-    names = {build.requirement_name(line) for line in lines}
+    lines = wheelhouse.export_requirements()
+    names = {wheelhouse.requirement_name(line) for line in lines}
     assert "torch" not in names and "monai" not in names
     assert {"onnxruntime-openvino", "monai-deploy-app-sdk", "pydicom", "holoscan-cu13"} <= names
     assert all("==" in line for line in lines)
-    builder = {build.requirement_name(line) for line in build.export_requirements(("builder",))}
+    builder = {
+        wheelhouse.requirement_name(line) for line in wheelhouse.export_requirements(("builder",))
+    }
     assert {"torch", "monai", "onnx"} <= builder and names <= builder
 
 
@@ -190,43 +192,88 @@ def test_gpu_variant_swaps_onnxruntime_and_takes_tensorrt_from_the_wheelhouse(
     tmp_path: Path,
 ) -> None:
     locked = ["numpy==2.4.6", "onnxruntime-openvino==1.24.1 ; sys_platform == 'linux'"]
-    cpu = build.requirements_for("cpu", locked, tmp_path)
+    cpu = wheelhouse.requirements_for("cpu", locked, tmp_path)
     assert cpu[:2] == locked
-    gpu = build.requirements_for("gpu", locked, tmp_path)
+    gpu = wheelhouse.requirements_for("gpu", locked, tmp_path)
     assert "onnxruntime-gpu==1.24.1" in gpu
     assert not any("openvino" in line for line in gpu)
     assert not any("tensorrt" in line for line in gpu)
     (tmp_path / "tensorrt_cu13-10.13.3.9-py2.py3-none-manylinux_2_28_x86_64.whl").touch()
-    assert "tensorrt-cu13==10.13.3.9" in build.requirements_for("gpu", locked, tmp_path)
-    with pytest.raises(build.ContainerBuildError):
-        build.requirements_for("gpu", ["onnxruntime-openvino>=1.2"], tmp_path)
+    assert "tensorrt-cu13==10.13.3.9" in wheelhouse.requirements_for("gpu", locked, tmp_path)
+    with pytest.raises(commands.ContainerBuildError):
+        wheelhouse.requirements_for("gpu", ["onnxruntime-openvino>=1.2"], tmp_path)
 
 
 def test_runtime_pins_include_the_cuda_runtime_holoscan_links() -> None:
-    pins = build.export_requirements(())
-    assert any(build.requirement_name(line) == "nvidia-cuda-runtime" for line in pins)
-    assert not any(build.requirement_name(line) == "torch" for line in pins)
+    pins = wheelhouse.export_requirements(())
+    assert any(wheelhouse.requirement_name(line) == "nvidia-cuda-runtime" for line in pins)
+    assert not any(wheelhouse.requirement_name(line) == "torch" for line in pins)
 
 
 def test_version_and_dates() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert build.project_version() == pyproject["project"]["version"]
-    assert build.rfc3339(0) == "1970-01-01T00:00:00Z"
-    assert build.rfc3339(1767225600) == "2026-01-01T00:00:00Z"
-    assert re.fullmatch(r"([0-9a-f]{40}(-dirty)?|unknown)", build.git_revision())
+    assert provenance.project_version() == pyproject["project"]["version"]
+    assert provenance.rfc3339(0) == "1970-01-01T00:00:00Z"
+    assert provenance.rfc3339(1767225600) == "2026-01-01T00:00:00Z"
+    assert re.fullmatch(r"([0-9a-f]{40}(-dirty)?|unknown)", provenance.git_revision())
 
 
 def test_inputs_digest_changes_with_content(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(build, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(images, "REPO_ROOT", tmp_path)
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "a.py").write_text("x = 1\n")
     (tmp_path / "app" / "__pycache__").mkdir()
     (tmp_path / "app" / "__pycache__" / "a.pyc").write_bytes(b"junk")
-    first = build.inputs_digest(["app"], "cpu")
+    first = images.inputs_digest(["app"], "cpu")
     (tmp_path / "app" / "__pycache__" / "a.pyc").write_bytes(b"other junk")
-    assert build.inputs_digest(["app"], "cpu") == first  # bytecode is not an input
-    assert build.inputs_digest(["app"], "gpu") != first
+    assert images.inputs_digest(["app"], "cpu") == first  # bytecode is not an input
+    assert images.inputs_digest(["app"], "gpu") != first
     (tmp_path / "app" / "a.py").write_text("x = 2\n")
-    assert build.inputs_digest(["app"], "cpu") != first
+    assert images.inputs_digest(["app"], "cpu") != first
+
+
+def test_deb822_sources_follow_the_format_not_the_layout(tmp_path: Path) -> None:
+    """deb822 (python-debian): any case of field names, folded values, comments."""
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "mirrors.sources").write_text(
+        "# a comment before the first stanza\n"
+        "types: deb deb-src\n"
+        "URIS:\n"
+        " http://one.example/debian/\n"
+        " http://two.example/debian\n"
+        "Suites: bookworm\n"
+        "Components: main\n"
+        "\n"
+        "Types: deb\n"
+        "Enabled: No\n"
+        "URIs: http://off.example/debian-security\n"
+        "Suites: bookworm-security\n"
+    )
+    assert debian_mirror.apt_sources(tmp_path) == [
+        debian_mirror.AptSource("http://one.example/debian", "bookworm"),
+        debian_mirror.AptSource("http://two.example/debian", "bookworm"),
+    ]
+
+
+def test_requirement_and_wheel_names_are_normalised() -> None:
+    """PEP 503 names (packaging): case, runs of -_. , extras, markers, direct references."""
+    name = wheelhouse.requirement_name
+    assert name("Foo_Bar.baz[extra]>=1.0 ; python_version >= '3.8'") == "foo-bar-baz"
+    assert name("torch @ file:///wheels/torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl") == "torch"
+    assert name("--find-links wheels") == ""
+
+
+def test_tensorrt_wheels_are_pinned_by_their_parsed_file_names(tmp_path: Path) -> None:
+    locked = ["onnxruntime-openvino==1.24.1"]
+    (tmp_path / "tensorrt_Libs-10.13.3.9-py2.py3-none-manylinux_2_28_x86_64.whl").touch()
+    (tmp_path / "tensorrt-10.13.3.9.post1-cp311-none-manylinux_2_28_x86_64.whl").touch()
+    assert wheelhouse.requirements_for("gpu", locked, tmp_path) == [
+        "onnxruntime-gpu==1.24.1",
+        "tensorrt==10.13.3.9.post1",
+        "tensorrt-libs==10.13.3.9",
+    ]
+    (tmp_path / "tensorrt-broken.whl").touch()
+    with pytest.raises(commands.ContainerBuildError, match="not a wheel"):
+        wheelhouse.requirements_for("gpu", locked, tmp_path)

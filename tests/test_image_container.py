@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from containers import build
+from containers import commands, images, provenance
+from containers.podman import podman as run_podman
 from models.digest import sha256_file
 from tests.peers import assert_dicom_valid, echoscu, free_port, storescu
 
@@ -30,11 +31,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="session")
-def appliance_image() -> build.BuiltImage:
+def appliance_image() -> images.BuiltImage:
     """The CPU appliance image, built (or found current) once per test session."""
     try:
-        return build.build_appliance_image("cpu", log=lambda message: print(message))
-    except build.ContainerBuildError as error:
+        return images.build_appliance_image("cpu", log=lambda message: print(message))
+    except commands.ContainerBuildError as error:
         pytest.fail(f"cannot build the appliance image: {error}", pytrace=False)
 
 
@@ -65,8 +66,8 @@ def ct_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def podman(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``podman ARGS`` with the repository's containers.conf; never raises on exit status."""
     try:
-        return build.podman(*args, check=False, timeout=timeout)
-    except build.ContainerBuildError as error:  # podman missing
+        return run_podman(*args, check=False, timeout=timeout)
+    except commands.ContainerBuildError as error:  # podman missing
         pytest.fail(str(error), pytrace=False)
 
 
@@ -98,18 +99,18 @@ HARDENED = [
 
 
 @pytest.mark.requirement("SRS-062")
-def test_image_metadata_user_and_labels(appliance_image: build.BuiltImage) -> None:
+def test_image_metadata_user_and_labels(appliance_image: images.BuiltImage) -> None:
     inspect = json.loads(podman("image", "inspect", appliance_image.ref).stdout)[0]
     config = inspect["Config"]
     labels = config["Labels"]
     assert labels["org.opencontainers.image.title"]
-    assert labels["org.opencontainers.image.version"] == build.project_version()
+    assert labels["org.opencontainers.image.version"] == provenance.project_version()
     # The commit and its time at build (this session; both are inputs of the image digest).
     assert labels["org.opencontainers.image.revision"] == appliance_image.revision
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", appliance_image.revision)
     assert labels["org.opencontainers.image.created"] == appliance_image.created
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", appliance_image.created)
-    assert labels[build.INPUTS_LABEL] == appliance_image.inputs_digest
+    assert labels[images.INPUTS_LABEL] == appliance_image.inputs_digest
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["/usr/local/bin/minivess-entrypoint"]
     env = dict(item.split("=", 1) for item in config["Env"])
@@ -145,7 +146,7 @@ print(json.dumps({
 
 
 @pytest.mark.requirement("SRS-062")
-def test_image_layout_non_root_read_only(appliance_image: build.BuiltImage) -> None:
+def test_image_layout_non_root_read_only(appliance_image: images.BuiltImage) -> None:
     done = podman(
         "run", "--rm", "--network", "none", *HARDENED, appliance_image.ref, "python3", "-c", INSIDE
     )
@@ -167,7 +168,7 @@ def test_image_layout_non_root_read_only(appliance_image: build.BuiltImage) -> N
 
 @pytest.mark.requirement("SRS-062")
 def test_map_batch_job_offline_read_only(
-    appliance_image: build.BuiltImage, ct_study: Path, tmp_path: Path
+    appliance_image: images.BuiltImage, ct_study: Path, tmp_path: Path
 ) -> None:
     """The MAP convention: input and output mounted at /var/holoscan, no arguments."""
     out = writable_dir(tmp_path / "out")
@@ -196,7 +197,7 @@ def test_map_batch_job_offline_read_only(
 
 
 def test_map_exit_codes_pass_through_the_entrypoint(
-    appliance_image: build.BuiltImage, tmp_path: Path
+    appliance_image: images.BuiltImage, tmp_path: Path
 ) -> None:
     empty = writable_dir(tmp_path / "empty")
     out = writable_dir(tmp_path / "out")
@@ -266,7 +267,7 @@ def _wait_for_echo(port: int, name: str, timeout: float = 120) -> None:
 
 @pytest.mark.requirement("SRS-062")
 def test_service_container_answers_echo_and_segments_a_stored_study(
-    appliance_image: build.BuiltImage, ct_study: Path, tmp_path: Path, container_name: str
+    appliance_image: images.BuiltImage, ct_study: Path, tmp_path: Path, container_name: str
 ) -> None:
     var = writable_dir(tmp_path / "var")
     port = free_port()
