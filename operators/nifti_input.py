@@ -16,8 +16,8 @@ from operators.errors import (
     PixelDataError,
     VolumeTooLargeError,
 )
+from operators.nifti.io import read_nifti
 from operators.series_volume import SeriesVolume
-from synthetic.nifti import read_nifti
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 

@@ -12,7 +12,7 @@ every slice exactly as the scanner stored it, so outputs need no re-orientation:
 * slices are sorted ascending by their position along the normal row x column
   (``geometry.slice_direction``), whether the series was acquired head or feet first.
 
-This is the ``[k, j, i]`` / LPS convention of ``synthetic.geometry.VoxelGeometry``.
+This is the ``[k, j, i]`` / LPS convention of ``operators.geometry.VoxelGeometry``.
 Source datasets may have their pixel data dropped to save memory.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydicom.dataset import Dataset
 
-from synthetic.geometry import VoxelGeometry
+from operators.geometry import VoxelGeometry
 
 
 @dataclass(frozen=True)

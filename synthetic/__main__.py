@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from operators.nifti.io import write_nifti
 from synthetic.case import Modality, generate_case
-from synthetic.nifti import write_nifti
 from synthetic.splits import SPLIT_SEEDS, case_name, write_split
 
 QUIRKS = ("shuffle", "feet_first", "localizer", "jpeg_ls", "rescale")

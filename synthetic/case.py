@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from operators.geometry import VoxelGeometry
 from synthetic.appearance import Appearance, AppearanceProfile, draw_appearance, draw_spacing
 from synthetic.artefacts import body_outline
-from synthetic.geometry import VoxelGeometry
 from synthetic.rasterize import occupancy, signed_distance
 from synthetic.render import render_ct, render_mr_tof
 from synthetic.tree import Branch, grow_tree

@@ -20,10 +20,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from compliance.audit.events import record_test_set_access
+from operators.geometry import VoxelGeometry
+from operators.nifti.io import read_nifti, write_nifti
 from synthetic.appearance import AppearanceProfile
 from synthetic.case import GENERATOR_VERSION, Modality, generate_case
-from synthetic.geometry import VoxelGeometry
-from synthetic.nifti import read_nifti, write_nifti
 
 SplitName = Literal["train", "val", "test"]
 

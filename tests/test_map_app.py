@@ -15,9 +15,9 @@ import pytest
 
 from map_app.__main__ import main as map_main
 from models.manifest import read_manifest
+from operators.nifti.io import write_nifti
 from synthetic.case import Modality, generate_case
 from synthetic.dicom_series import DicomQuirks, StudyIdentity, write_series
-from synthetic.nifti import write_nifti
 from tests.peers import assert_dicom_valid
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,9 +19,9 @@ from map_app.__main__ import main as map_main
 from models.inference import ensemble_probabilities
 from models.loader import LoadedEnsemble, load_ensemble
 from models.metrics import dice
+from operators.nifti.io import write_nifti
 from operators.segmentation_operators import segmentation_result
 from synthetic.case import Modality, generate_case
-from synthetic.nifti import write_nifti
 from synthetic.shifts import shifted_case
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "ensemble"

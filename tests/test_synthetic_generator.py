@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 from scipy import ndimage
 
+from operators.geometry import VoxelGeometry
+from operators.nifti.io import read_nifti, write_nifti
 from synthetic.__main__ import main as synthetic_cli
 from synthetic.case import Modality, generate_case
-from synthetic.geometry import VoxelGeometry
-from synthetic.nifti import read_nifti, write_nifti
 from synthetic.rasterize import signed_distance
 from synthetic.tree import grow_tree
 

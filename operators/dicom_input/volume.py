@@ -28,8 +28,8 @@ from operators.dicom_input.headers import plain_value
 from operators.dicom_input.loader import DicomInstance, DicomSeries
 from operators.dicom_input.selection import SelectedSeries
 from operators.errors import GeometryError, PixelDataError, VolumeTooLargeError
+from operators.geometry import VoxelGeometry
 from operators.series_volume import SeriesVolume
-from synthetic.geometry import VoxelGeometry
 
 AXIS_TOLERANCE = 1e-3
 """Largest deviation of a direction cosine from a patient axis still taken as aligned."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from synthetic.geometry import VoxelGeometry
+from operators.geometry import VoxelGeometry
 
 
 def write_nifti(path: Path, array: np.ndarray, geometry: VoxelGeometry) -> None:

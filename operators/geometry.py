@@ -1,4 +1,6 @@
-"""Voxel grid geometry of a synthetic study in the DICOM patient coordinate system (LPS).
+"""Voxel grid geometry of a volume in the DICOM patient coordinate system (LPS).
+
+The pipeline's volumes (DICOM and NIfTI input) and the synthetic generator's studies share it.
 
 Arrays are indexed ``[k, j, i]``: slice, row, column — the order in which a stack of
 DICOM slices is naturally held. Positions follow DICOM PS3.3 C.7.6.2.1.1 (Image Position
