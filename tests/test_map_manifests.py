@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from map_app.manifest_schema import ApplicationManifest, PackageManifest
 from map_app.manifests import (
-    ApplicationManifest,
     MapDescription,
-    PackageManifest,
     main,
     render_app_json,
     render_app_yaml,
