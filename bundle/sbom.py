@@ -6,8 +6,9 @@
   component carries the SHA-256 of its locked distributions.
 - ``appliance-image.cdx.json``: what is in the image: ``cyclonedx-py environment`` run
   inside the image against its own interpreter (licences, purls; see ``probe.py``),
-  plus every installed Debian package (``dpkg-query``; ``pkg:deb`` purls), with the
-  image itself (id, revision) as the BOM's subject.
+  plus every installed Debian package (``dpkg-query``; ``pkg:deb`` purls, built and
+  percent-encoded by packageurl-python), with the image itself (id, revision) as the
+  BOM's subject.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
 
 from bundle.image import ImageRef
 from containers.provenance import REPO_ROOT
@@ -68,6 +70,14 @@ def _distro(os_release: str) -> str:
     return f"{fields.get('ID', 'debian')}-{fields.get('VERSION_ID', 'unknown')}"
 
 
+def debian_purl(package: dict[str, str], distro: str) -> str:
+    """The package URL of an installed Debian package, percent-encoded as the purl spec
+    says (``libstdc++6`` -> ``libstdc%2B%2B6``, ``+deb12u1`` -> ``%2Bdeb12u1``)."""
+    qualifiers = {"arch": package["arch"], "distro": distro}
+    name, version = package["name"], package["version"]
+    return PackageURL("deb", "debian", name, version, qualifiers).to_string()
+
+
 def image_sbom(image: ImageRef, facts: dict[str, Any], build_time: str) -> dict[str, Any]:
     """The image's SBOM from the probe's facts (see the module docstring)."""
     bom = json.loads(json.dumps(facts["python_sbom"]))
@@ -94,10 +104,7 @@ def image_sbom(image: ImageRef, facts: dict[str, Any], build_time: str) -> dict[
     components = bom.setdefault("components", [])
     refs = [c["bom-ref"] for c in components if "bom-ref" in c]
     for package in facts["debian_packages"]:
-        purl = (
-            f"pkg:deb/debian/{package['name']}@{package['version']}"
-            f"?arch={package['arch']}&distro={distro}"
-        )
+        purl = debian_purl(package, distro)
         component = {
             "type": "library",
             "bom-ref": purl,
