@@ -67,9 +67,10 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from service.dicom_reactor import EventDrivenRequestHandler
-from service.ingest import DATASET_MISMATCH, IMAGE_STORAGE_SOP_CLASSES, Ingest
+from service.ingest import IMAGE_STORAGE_SOP_CLASSES, Ingest
 from service.part10 import file_header
 from service.settings import ServiceSettings
+from service.storage_status import Reason, record_refusal, refusal
 from service.tls import TlsServer, server_context
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,9 @@ class Gateway:
                 source_ae_title=str(event.assoc.requestor.ae_title).strip(),
             )  # fmt: skip
         except ValueError:  # pynetdicom validates the UIDs: only a hostile peer gets here
-            return self._failure(DATASET_MISMATCH, "Command set UIDs not encodable")
+            result = refusal(Reason.INVALID_UID, "Command set UIDs not encodable")
+            record_refusal(self.ingest.metrics, "dimse", result)
+            return self._failure(result.status, result.comment)
         result = self.ingest.accept(
             header + cast(BytesIO, request.DataSet).getvalue(),
             interface="dimse",

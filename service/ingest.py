@@ -1,23 +1,8 @@
 """Accepting one received instance: check it, spool it durably, record it in the journal.
 
-Shared by the DIMSE gateway (C-STORE) and the HTTP sidecar (STOW-RS), so both answer
-with the same Storage Service statuses (PS3.4 B.2.3; STOW-RS reuses them, PS3.18
-10.5.3). Each refusal has its own status and a short Error Comment (PS3.7 C.4):
-
-| status | reason | meaning |
-| --- | --- | --- |
-| 0x0000 | stored / duplicate | on disk (fsynced); a known SOP Instance UID is not stored twice |
-| 0x0122 | sop-class-not-supported | not a CT/MR image storage SOP class (HTTP only) |
-| 0xA700 | disk-full | free disk under ``min_free_disk_bytes``; nothing written |
-| 0xA700 | too-large | over ``max_instance_bytes`` as received or once inflated (deflate bomb) |
-| 0xA701 | write-failed | the spool could not be written |
-| 0xA702 | too-many-studies | ``max_pending_jobs`` unfinished studies; new studies wait |
-| 0xA900 | sop-class-mismatch, sop-instance-mismatch | command and data set UIDs differ |
-| 0xA900 | invalid-uid | SOP Instance, Study or Series UID missing or malformed |
-| 0xA900 | no-pixel-data, pixel-data-truncated, pixel-data-corrupt | image without (whole) pixels |
-| 0xA900 | pixel-module-invalid | Rows, Columns, Bits Allocated/Stored missing or absurd |
-| 0xA900 | pixel-module-mismatch | native Pixel Data longer than the Image Pixel module says |
-| 0xC210 | undecodable | the data set cannot be parsed |
+Shared by the DIMSE gateway (C-STORE) and the HTTP sidecar (uploads, STOW-RS), so both
+answer with the same Storage Service statuses and refusal reasons (the table in
+:mod:`service.storage_status`, which also counts and logs every refusal).
 """
 
 from __future__ import annotations
@@ -26,10 +11,8 @@ import io
 import logging
 import threading
 import zlib
-from dataclasses import dataclass
 
 import pydicom
-from prometheus_client import Counter
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
 from pydicom.filereader import read_dataset, read_preamble
@@ -39,16 +22,15 @@ from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
 from service.settings import ServiceSettings
 from service.spool import Spool, is_uid
+from service.storage_status import (
+    SUCCESS,
+    IngestResult,
+    Reason,
+    record_refusal,
+    refusal,
+)
 
 log = logging.getLogger(__name__)
-
-SUCCESS = 0x0000
-SOP_CLASS_NOT_SUPPORTED = 0x0122
-OUT_OF_RESOURCES = 0xA700
-WRITE_FAILED = 0xA701
-TOO_MANY_STUDIES = 0xA702
-DATASET_MISMATCH = 0xA900
-CANNOT_UNDERSTAND = 0xC210
 
 # PS3.4 B.5: the image storage SOP classes the appliance segments.
 IMAGE_STORAGE_SOP_CLASSES: dict[str, str] = {
@@ -60,24 +42,6 @@ IMAGE_STORAGE_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.4.3": "Enhanced MR Color Image Storage",
     "1.2.840.10008.5.1.4.1.1.4.4": "Legacy Converted Enhanced MR Image Storage",
 }
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    status: int
-    reason: str
-    comment: str = ""
-    study_uid: str | None = None
-    sop_uid: str | None = None
-    job_id: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == SUCCESS
-
-
-def _refuse(status: int, reason: str, comment: str) -> IngestResult:
-    return IngestResult(status, reason, comment[:64])
 
 
 BITS_ALLOCATED = frozenset({1, 8, 16, 32, 64})  # PS3.5 8.1.1 (64: float pixel data)
@@ -96,12 +60,12 @@ def _pixel_module(ds: Dataset) -> tuple[int, int] | IngestResult:
         sizes = [int(ds.Rows), int(ds.Columns), int(ds.get("SamplesPerPixel", 1))]
         sizes.append(int(ds.get("NumberOfFrames", 1) or 1))
     except (AttributeError, TypeError, ValueError):  # absent, multi-valued, wrong VR
-        return _refuse(DATASET_MISMATCH, "pixel-module-invalid", "Image Pixel module incomplete")
+        return refusal(Reason.PIXEL_MODULE_INVALID, "Image Pixel module incomplete")
     if bits not in BITS_ALLOCATED or not 1 <= stored <= bits:
-        return _refuse(DATASET_MISMATCH, "pixel-module-invalid",
+        return refusal(Reason.PIXEL_MODULE_INVALID,
                        f"BitsAllocated {bits} / BitsStored {stored} invalid")  # fmt: skip
     if min(sizes) < 1:
-        return _refuse(DATASET_MISMATCH, "pixel-module-invalid", "Rows/Columns/Frames below 1")
+        return refusal(Reason.PIXEL_MODULE_INVALID, "Rows/Columns/Frames below 1")
     return bits, sizes[0] * sizes[1] * sizes[2] * sizes[3]
 
 
@@ -109,30 +73,28 @@ def _pixel_problem(ds: Dataset) -> IngestResult | None:
     """Pixel data the pipeline cannot use: missing, empty, truncated, inconsistent with
     the Image Pixel module, or broken encapsulation (PS3.5 8.1.1, 8.2, A.4)."""
     if "PixelData" not in ds:
-        return _refuse(DATASET_MISMATCH, "no-pixel-data", "Image has no Pixel Data")
+        return refusal(Reason.NO_PIXEL_DATA, "Image has no Pixel Data")
     module = _pixel_module(ds)
     if isinstance(module, IngestResult):
         return module
     value = ds.PixelData or b""
     if not value:
-        return _refuse(DATASET_MISMATCH, "no-pixel-data", "Pixel Data is empty")
+        return refusal(Reason.NO_PIXEL_DATA, "Pixel Data is empty")
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         try:
             if not any(True for _ in generate_fragments(value)):
                 raise ValueError("no fragments")
         except (ValueError, TypeError):
-            return _refuse(DATASET_MISMATCH, "pixel-data-corrupt", "Encapsulated Pixel Data broken")
+            return refusal(Reason.PIXEL_DATA_CORRUPT, "Encapsulated Pixel Data broken")
         return None
     bits, count = module
     expected = (count * bits + 7) // 8
     if len(value) < expected:
-        return _refuse(
-            DATASET_MISMATCH, "pixel-data-truncated",
+        return refusal(Reason.PIXEL_DATA_TRUNCATED,
             f"Pixel Data has {len(value)} of {expected} bytes",
         )  # fmt: skip
     if len(value) > expected + 1:  # one pad byte to an even length (PS3.5 7.1.1)
-        return _refuse(
-            DATASET_MISMATCH, "pixel-module-mismatch",
+        return refusal(Reason.PIXEL_MODULE_MISMATCH,
             f"Pixel Data has {len(value)} bytes, Image Pixel module {expected}",
         )  # fmt: skip
     return None
@@ -142,7 +104,7 @@ def _too_large(data: bytes, limit: int) -> IngestResult | None:
     """Refuse data over ``limit`` bytes, also once inflated: pydicom inflates a Deflated
     Explicit VR Little Endian data set whole, and 1 MB of deflate can hold 1 GB."""
     if len(data) > limit:
-        return _refuse(OUT_OF_RESOURCES, "too-large", f"Data set over {limit} bytes")
+        return refusal(Reason.TOO_LARGE, f"Data set over {limit} bytes")
     stream = io.BytesIO(data)
     try:
         read_preamble(stream, False)
@@ -157,7 +119,7 @@ def _too_large(data: bytes, limit: int) -> IngestResult | None:
     except Exception:  # not ours to judge: the full parse names the problem
         return None
     if inflated > limit:
-        return _refuse(OUT_OF_RESOURCES, "too-large", f"Inflated data set over {limit} bytes")
+        return refusal(Reason.TOO_LARGE, f"Inflated data set over {limit} bytes")
     return None
 
 
@@ -168,36 +130,36 @@ def check_instance(
     max_bytes: int | None = None,
 ) -> tuple[Dataset | None, IngestResult | None]:
     """Parse and check one Part 10 instance: (dataset, None) or (None, refusal)."""
-    if max_bytes is not None and (refusal := _too_large(data, max_bytes)) is not None:
-        return None, refusal
+    if max_bytes is not None and (oversize := _too_large(data, max_bytes)) is not None:
+        return None, oversize
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         # pydicom reads leniently: garbage often parses into elements we cannot use.
         found_class = str(ds.SOPClassUID)
         found_instance = str(ds.SOPInstanceUID)
     except Exception:  # pydicom raises many kinds on garbage: all mean "cannot understand"
-        return None, _refuse(CANNOT_UNDERSTAND, "undecodable", "Data set cannot be parsed")
+        return None, refusal(Reason.UNDECODABLE, "Data set cannot be parsed")
     try:
         study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
     except Exception:
-        return None, _refuse(DATASET_MISMATCH, "invalid-uid", "Missing Study/Series UID")
+        return None, refusal(Reason.INVALID_UID, "Missing Study/Series UID")
     if sop_class_uid is not None and found_class != sop_class_uid:
-        return None, _refuse(DATASET_MISMATCH, "sop-class-mismatch", "SOP Class UID mismatch")
+        return None, refusal(Reason.SOP_CLASS_MISMATCH, "SOP Class UID mismatch")
     if sop_instance_uid is not None and found_instance != sop_instance_uid:
-        return None, _refuse(DATASET_MISMATCH, "sop-instance-mismatch", "SOP Instance UID mismatch")
+        return None, refusal(Reason.SOP_INSTANCE_MISMATCH, "SOP Instance UID mismatch")
     if found_class not in IMAGE_STORAGE_SOP_CLASSES:
-        return None, _refuse(SOP_CLASS_NOT_SUPPORTED, "sop-class-not-supported", "Not CT/MR")
+        return None, refusal(Reason.SOP_CLASS_NOT_SUPPORTED, "Not CT/MR")
     if not all(is_uid(uid) for uid in (found_instance, study, series)):
-        return None, _refuse(DATASET_MISMATCH, "invalid-uid", "Invalid SOP/Study/Series UID")
+        return None, refusal(Reason.INVALID_UID, "Invalid SOP/Study/Series UID")
     try:
         problem = _pixel_problem(ds)
     except Exception:
-        problem = _refuse(CANNOT_UNDERSTAND, "undecodable", "Pixel Data cannot be parsed")
+        problem = refusal(Reason.UNDECODABLE, "Pixel Data cannot be parsed")
     return (None, problem) if problem else (ds, None)
 
 
 class Ingest:
-    """Check, spool and journal received instances; one per service (owns a counter)."""
+    """Check, spool and journal received instances; one per service."""
 
     def __init__(
         self,
@@ -211,13 +173,6 @@ class Ingest:
         self.journal = journal
         self.metrics = metrics
         self._admission = threading.Lock()
-        # TODO(metrics owner): move into ApplianceMetrics.
-        self.duplicates = Counter(
-            "minivess_instances_duplicate_total",
-            "Instances received again (same SOP Instance UID): acknowledged, not stored twice.",
-            ["interface"],
-            registry=metrics.registry,
-        )
 
     def accept(
         self,
@@ -230,31 +185,27 @@ class Ingest:
         """Store one Part 10 instance (bytes as received); never raises for bad input."""
         result = self._accept(data, interface, sop_class_uid, sop_instance_uid)
         if result.reason == "duplicate":
-            self.duplicates.labels(interface).inc()
+            self.metrics.instances_duplicate.labels(interface).inc()
         elif result.ok:
             self.metrics.instances_received.labels(interface).inc()
             self.metrics.spool_bytes.set(self.spool.bytes_held)
         else:
-            self.metrics.instances_rejected.labels(interface, result.reason).inc()
-            log.warning(
-                "refused instance %s (%s): 0x%04X %s",
-                sop_instance_uid or "?", interface, result.status, result.comment,
-            )  # fmt: skip
+            record_refusal(self.metrics, interface, result, sop_instance_uid)
         return result
 
     def _accept(
         self, data: bytes, interface: str, sop_class: str | None, sop_instance: str | None
     ) -> IngestResult:
-        ds, refusal = check_instance(data, sop_class, sop_instance,
+        ds, refused = check_instance(data, sop_class, sop_instance,
                                      self.settings.max_instance_bytes)  # fmt: skip
-        if refusal is not None or ds is None:
-            return refusal or _refuse(CANNOT_UNDERSTAND, "undecodable", "Unreadable")
+        if refused is not None or ds is None:
+            return refused or refusal(Reason.UNDECODABLE, "Unreadable")
         study, sop = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)
         if self.journal.is_known(sop):
             self.journal.register_instance(study, sop, self.spool.path_of(study, sop), 0)
             return IngestResult(SUCCESS, "duplicate", "", study, sop)
         if self.spool.free_bytes() - len(data) < self.settings.min_free_disk_bytes:
-            return _refuse(OUT_OF_RESOURCES, "disk-full", "Spool disk under its free watermark")
+            return refusal(Reason.DISK_FULL, "Spool disk under its free watermark")
         if self.journal.has_open_job(study):  # a study being received is never cut short
             return self._store(data, study, sop, interface)
         # A new study is admitted under a lock: unlocked, concurrent associations all passed
@@ -264,7 +215,7 @@ class Ingest:
                 not self.journal.has_open_job(study)
                 and self.journal.count_unfinished() >= self.settings.max_pending_jobs
             ):
-                return _refuse(TOO_MANY_STUDIES, "too-many-studies", "Too many studies pending")
+                return refusal(Reason.TOO_MANY_STUDIES, "Too many studies pending")
             return self._store(data, study, sop, interface)
 
     def _store(self, data: bytes, study: str, sop: str, interface: str) -> IngestResult:
@@ -272,7 +223,7 @@ class Ingest:
             path = self.spool.store(study, sop, data)
         except OSError as error:
             log.error("spool write failed for %s: %s", sop, error)
-            return _refuse(WRITE_FAILED, "write-failed", "Spool write failed")
+            return refusal(Reason.WRITE_FAILED, "Spool write failed")
         registered = self.journal.register_instance(study, sop, path, len(data), source=interface)
         if registered.duplicate:  # the same instance on two associations at once
             return IngestResult(SUCCESS, "duplicate", "", study, sop)

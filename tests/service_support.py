@@ -15,6 +15,8 @@ import pydicom
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
+from compliance.audit import AuditLog
+from operators.run_report import ModelSummary, RunReport
 from service.gateway import Gateway
 from service.ingest import Ingest
 from service.journal import TERMINAL, Job, Journal
@@ -36,6 +38,21 @@ RESULT_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.30": "uncertainty_map",
     "1.2.840.10008.5.1.4.1.1.88.34": "sr",
 }
+
+
+class StubRunner:
+    """A Runner with no models: it names one and never runs."""
+
+    def __init__(self) -> None:
+        self.audit_log: AuditLog | None = None
+
+    def model_summary(self) -> ModelSummary:
+        return ModelSummary(name="stub", version="9.9.9", providers=["cpu"], members={"a": "0"})
+
+    def run(
+        self, input_path: Path, output_dir: Path, correlation_id: str | None = None
+    ) -> RunReport:
+        raise AssertionError("not run here")
 
 
 def make_study(folder: Path, seed: int, key: str = "svc", **quirks: Any) -> WrittenSeries:

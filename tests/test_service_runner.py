@@ -4,26 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compliance.audit import AuditLog
-from operators.run_report import ModelSummary, RunReport
 from service.app import Service
 from service.worker import Runner
-from tests.service_support import settings_for
-
-
-class StubRunner:
-    """A Runner with no models: it names one and never runs."""
-
-    def __init__(self) -> None:
-        self.audit_log: AuditLog | None = None
-
-    def model_summary(self) -> ModelSummary:
-        return ModelSummary(name="stub", version="9.9.9", providers=["cpu"], members={"a": "0"})
-
-    def run(
-        self, input_path: Path, output_dir: Path, correlation_id: str | None = None
-    ) -> RunReport:
-        raise AssertionError("not run here")
+from tests.service_support import StubRunner, settings_for
 
 
 def test_a_runner_handed_in_audits_into_the_service_log_and_names_its_model(

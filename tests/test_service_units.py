@@ -11,11 +11,12 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from service.__main__ import main as service_main
 from service.export import Exporter
-from service.ingest import CANNOT_UNDERSTAND, DATASET_MISMATCH, check_instance
+from service.ingest import check_instance
 from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
 from service.settings import SettingsError, load_settings
 from service.spool import Spool, is_uid
+from service.storage_status import CANNOT_UNDERSTAND, DATASET_MISMATCH
 from tests.service_support import make_study, settings_for, truncated_copy
 
 STUDY = "1.2.3.4"

@@ -17,8 +17,8 @@ import pydicom
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from service.ingest import DATASET_MISMATCH, IngestResult
 from service.spool import is_uid
+from service.storage_status import TEMPORARY, IngestResult, Reason, record_refusal, refusal
 
 if TYPE_CHECKING:
     from service.app import Service
@@ -76,15 +76,27 @@ def peek(data: bytes) -> tuple[str | None, str | None, str | None]:
     return sop_class, sop_instance, study
 
 
+def refused(
+    service: Service,
+    name: str,
+    reason: Reason,
+    comment: str,
+    uids: tuple[str | None, str | None, str | None] = (None, None, None),
+) -> Outcome:
+    """A file or part refused before it reaches ``Ingest`` (a zip that does not open, a
+    part too large, ...): counted and logged as every refusal is (``record_refusal``).
+    ``uids``: (SOP Class, SOP Instance, Study Instance) where they could be read."""
+    result = refusal(reason, comment)
+    record_refusal(service.metrics, INTERFACE, result, uids[1])
+    return Outcome(name, result, *uids)
+
+
 def _store(service: Service, data: bytes, name: str, target_study: str | None) -> Outcome:
-    sop_class, sop_instance, study = peek(data)
+    sop_class, sop_instance, study = uids = peek(data)
     if target_study is not None and study is not None and study != target_study:
         # PS3.18 10.5: an instance outside the target study is not stored.
-        service.metrics.instances_rejected.labels(INTERFACE, "study-mismatch").inc()
-        refused = IngestResult(
-            DATASET_MISMATCH, "study-mismatch", "Study Instance UID differs from the target study"
-        )
-        return Outcome(name, refused, sop_class, sop_instance, study)
+        return refused(service, name, Reason.STUDY_MISMATCH,
+                       "Study Instance UID differs from the target study", uids)  # fmt: skip
     result = service.ingest.accept(data, interface=INTERFACE)
     job_id = result.job_id
     if result.ok and job_id is None and result.study_uid:
@@ -110,11 +122,8 @@ def jobs_of(outcomes: list[Outcome]) -> dict[str, str]:
     return found
 
 
-TEMPORARY = ("disk-full", "write-failed", "too-many-studies")  # Ingest's 0xA7xx reasons
-
-
 def out_of_resources(outcomes: list[Outcome]) -> bool:
     """Every refusal is a temporary 0xA7xx (disk, spool, too many studies): a retry later
     may succeed (an instance too large to take is 0xA700 too, but never will)."""
-    refused = [o for o in outcomes if not o.stored]
-    return bool(refused) and all(o.result.reason in TEMPORARY for o in refused)
+    failed = [o for o in outcomes if not o.stored]
+    return bool(failed) and all(o.result.reason in TEMPORARY for o in failed)

@@ -30,12 +30,12 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from service.http.intake import Outcome, appliance, jobs_of, out_of_resources, store
+from service.http.intake import Outcome, appliance, jobs_of, out_of_resources, refused, store
 from service.http.models import RESULT_STATES, JobRef, JobView, UploadResponse
 from service.http.multipart import MediaType, negotiate, related_stream
 from service.http.problems import ProblemError
-from service.ingest import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, IngestResult
 from service.journal import Job
+from service.storage_status import Reason
 
 ZIP = "application/zip"
 RELATED_DICOM = 'multipart/related; type="application/dicom"'
@@ -54,10 +54,6 @@ class _DiskSpooledForm(MultiPartParser):
     spool_max_size = 2**16
 
 
-def _refused(name: str, status: int, reason: str, comment: str) -> Outcome:
-    return Outcome(name, IngestResult(status, reason, comment[:64]))
-
-
 def _skip(member: zipfile.ZipInfo) -> bool:
     base = member.filename.rsplit("/", 1)[-1]
     return (
@@ -74,7 +70,7 @@ async def _from_zip(request: Request, handle: IO[bytes], name: str) -> list[Outc
     try:
         archive = await run_in_threadpool(zipfile.ZipFile, handle)
     except (zipfile.BadZipFile, OSError, EOFError):
-        return [_refused(name, CANNOT_UNDERSTAND, "bad-zip", "Not a readable zip archive")]
+        return [refused(service, name, Reason.BAD_ZIP, "Not a readable zip archive")]
     outcomes: list[Outcome] = []
     with archive:
         for member in archive.infolist():
@@ -82,13 +78,13 @@ async def _from_zip(request: Request, handle: IO[bytes], name: str) -> list[Outc
             if _skip(member):
                 continue
             if member.file_size > limit:  # the header's size; read() enforces it too
-                outcomes.append(_refused(label, OUT_OF_RESOURCES, "too-large", f"Over {limit} B"))
+                outcomes.append(refused(service, label, Reason.TOO_LARGE, f"Over {limit} B"))
                 continue
             try:
                 data = await run_in_threadpool(archive.read, member)
             except ZIP_MEMBER_ERRORS:
-                outcomes.append(_refused(label, CANNOT_UNDERSTAND, "bad-zip-member",
-                                         "Zip member cannot be extracted"))  # fmt: skip
+                outcomes.append(refused(service, label, Reason.BAD_ZIP_MEMBER,
+                                        "Zip member cannot be extracted"))  # fmt: skip
                 continue
             outcomes.append(await store(service, data, label))
     return outcomes
@@ -99,11 +95,12 @@ async def _from_file(request: Request, handle: IO[bytes], name: str) -> list[Out
     await run_in_threadpool(handle.seek, 0)
     if head in ZIP_SIGNATURES:  # never the start of Part 10 (preamble) or a raw data set
         return await _from_zip(request, handle, name)
-    limit = appliance(request).settings.max_instance_bytes
+    service = appliance(request)
+    limit = service.settings.max_instance_bytes
     data = await run_in_threadpool(handle.read, limit + 1)
     if len(data) > limit:
-        return [_refused(name, OUT_OF_RESOURCES, "too-large", f"Instance over {limit} bytes")]
-    return [await store(appliance(request), data, name)]
+        return [refused(service, name, Reason.TOO_LARGE, f"Instance over {limit} bytes")]
+    return [await store(service, data, name)]
 
 
 async def upload(request: Request) -> Response:

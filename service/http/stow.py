@@ -12,7 +12,7 @@ as ``application/dicom+json`` (PS3.18 F.2):
 * Referenced SOP Sequence (0008,1199): each stored instance (a duplicate of one already
   held counts as stored: storage is idempotent by SOP Instance UID);
 * Failed SOP Sequence (0008,1198): each refused instance whose UIDs could be read, with
-  its Failure Reason (0008,1197) (PS3.18 I.2.2; the codes of ``service.ingest``);
+  its Failure Reason (0008,1197) (PS3.18 I.2.2; the codes of ``service.storage_status``);
 * Other Failures Sequence (0008,119A): failures without a readable instance (a part
   that does not parse, a body cut short after some parts were stored);
 * Retrieve URL (0008,1190), Type 2, present and empty (top level and per item): the
@@ -35,11 +35,11 @@ from pydicom.dataset import Dataset
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.http.intake import Outcome, appliance, jobs_of, out_of_resources, store
+from service.http.intake import Outcome, appliance, jobs_of, out_of_resources, refused, store
 from service.http.multipart import MalformedBodyError, MediaType, iter_parts, negotiate
 from service.http.problems import ProblemError
-from service.ingest import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, IngestResult
 from service.spool import is_uid
+from service.storage_status import Reason
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
@@ -129,24 +129,20 @@ async def stow(request: Request) -> Response:
         async for part in iter_parts(request.stream(), media.params.get("boundary", ""), limit):
             name = f"part {len(outcomes) + 1}"
             kind = part.media_type.essence or DICOM  # a part without Content-Type: the type
-            if kind != DICOM or part.too_large:
-                refused = (
-                    IngestResult(OUT_OF_RESOURCES, "too-large", f"Part over {limit} bytes")
-                    if part.too_large
-                    else IngestResult(CANNOT_UNDERSTAND, "unsupported-part-type",
-                                      f"Part is {kind[:40]}, not {DICOM}")
-                )  # fmt: skip
-                service.metrics.instances_rejected.labels("http", refused.reason).inc()
-                outcomes.append(Outcome(name, refused))
+            if part.too_large:
+                outcomes.append(refused(service, name, Reason.TOO_LARGE,
+                                        f"Part over {limit} bytes"))  # fmt: skip
+                continue
+            if kind != DICOM:
+                outcomes.append(refused(service, name, Reason.UNSUPPORTED_PART_TYPE,
+                                        f"Part is {kind[:40]}, not {DICOM}"))  # fmt: skip
                 continue
             outcomes.append(await store(service, part.data, name, target))
     except MalformedBodyError as error:
         if not any(o.stored for o in outcomes):
             raise ProblemError(400, "bad-request", str(error)) from None
         # Some parts are stored already (and stay stored): say what failed after them.
-        outcomes.append(
-            Outcome("body", IngestResult(CANNOT_UNDERSTAND, "malformed-body", str(error)[:64]))
-        )
+        outcomes.append(refused(service, "body", Reason.MALFORMED_BODY, str(error)))
     if not outcomes:
         raise ProblemError(400, "bad-request", "the multipart body has no parts")
     stored = sum(o.stored for o in outcomes)

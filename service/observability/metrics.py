@@ -44,8 +44,14 @@ class ApplianceMetrics:
         )
         self.instances_rejected = Counter(
             "minivess_instances_rejected_total",
-            "Instances refused, by reason.",
+            "Instances refused, by reason (service.storage_status.Reason).",
             ["interface", "reason"],
+            registry=r,
+        )
+        self.instances_duplicate = Counter(
+            "minivess_instances_duplicate_total",
+            "Instances received again (same SOP Instance UID): acknowledged, not stored twice.",
+            ["interface"],
             registry=r,
         )
         self.studies = Counter(
