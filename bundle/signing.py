@@ -4,9 +4,10 @@ Key-based (always): the release key is Ed25519 (deterministic signatures, small 
 and a verifier short enough to ship in pure Python to sites: ``airgap/ed25519.py``).
 The signature over the exact bytes of ``manifest.json`` goes into a Sigstore bundle
 with ``verificationMaterial.publicKey.hint`` (SHA-256 of the DER public key) and a
-``messageSignature`` (SHA2_256 digest of the manifest + the signature). No transparency
-log: sites are offline and pin the public key instead. sigstore-python cannot verify
-public-key bundles, so :func:`verify_key_signature` does it with ``cryptography``.
+``messageSignature`` (SHA2_256 digest of the manifest + the signature), built with
+sigstore-models' typed bundle. No transparency log: sites are offline and pin the public
+key instead. sigstore-python cannot verify public-key bundles, so
+:func:`verify_key_signature` does it with ``cryptography``.
 
 Keyless (optional, CI): when an OIDC identity token is available (``SIGSTORE_ID_TOKEN``,
 or GitHub Actions' ambient credential), sigstore-python adds a Fulcio/Rekor signature as
@@ -21,11 +22,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sigstore_models.bundle.v1 import BUNDLE_MEDIA_TYPES, Bundle, VerificationMaterial
+from sigstore_models.common.v1 import (
+    HashAlgorithm,
+    HashOutput,
+    MessageSignature,
+    PublicKeyIdentifier,
+)
 
 from bundle.manifest import SIGNATURE, SIGSTORE_MEDIA_TYPE
 from settings.base import load
@@ -107,21 +115,20 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def sign_manifest(manifest_bytes: bytes, key: Ed25519PrivateKey) -> dict[str, Any]:
-    """The Sigstore bundle (v0.3, public-key hint) of an Ed25519 signature."""
-    return {
-        "mediaType": SIGSTORE_MEDIA_TYPE,
-        "verificationMaterial": {
-            "publicKey": {"hint": key_hint(key.public_key())},
-            "tlogEntries": [],
-        },
-        "messageSignature": {
-            "messageDigest": {
-                "algorithm": "SHA2_256",
-                "digest": base64.b64encode(hashlib.sha256(manifest_bytes).digest()).decode(),
-            },
-            "signature": base64.b64encode(key.sign(manifest_bytes)).decode(),
-        },
-    }
+    """The Sigstore bundle (v0.3, public-key hint) of an Ed25519 signature, as JSON data."""
+    # sigstore-models' bytes fields take base64 and decode it when validated.
+    digest = base64.b64encode(hashlib.sha256(manifest_bytes).digest())
+    bundle = Bundle(
+        media_type=cast(BUNDLE_MEDIA_TYPES, SIGSTORE_MEDIA_TYPE),  # the model checks it
+        verification_material=VerificationMaterial(
+            public_key=PublicKeyIdentifier(hint=key_hint(key.public_key())), tlog_entries=[]
+        ),
+        message_signature=MessageSignature(
+            message_digest=HashOutput(algorithm=HashAlgorithm.SHA2_256, digest=digest),
+            signature=base64.b64encode(key.sign(manifest_bytes)),
+        ),
+    )
+    return bundle.to_dict()
 
 
 def verify_key_signature(
@@ -129,6 +136,10 @@ def verify_key_signature(
 ) -> str:
     """Check a key-based Sigstore bundle against the manifest and the pinned key."""
     try:
+        # The Sigstore bundle schema first (sigstore-models); the values are then read as the
+        # site's verifier (airgap/bundlecheck.py) reads them: its base64 is strict, where the
+        # model's decoding drops characters outside the alphabet.
+        Bundle.from_json(bundle_bytes)
         bundle = json.loads(bundle_bytes)
         hint = bundle["verificationMaterial"]["publicKey"]["hint"]
         message = bundle["messageSignature"]

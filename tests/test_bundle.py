@@ -236,6 +236,23 @@ def test_signature_is_a_sigstore_v03_public_key_bundle(key: tuple[Ed25519Private
     assert base64.b64decode(digest["digest"]) == hashlib.sha256(b'{"release": 1}\n').digest()
 
 
+def test_key_signature_is_checked_against_the_sigstore_schema(
+    key: tuple[Ed25519PrivateKey, Path],
+) -> None:
+    """A bundle outside the Sigstore schema (sigstore-models) is refused before its values."""
+    private, public = key
+    manifest = b'{"release": 1}\n'
+    document = signing.sign_manifest(manifest, private)
+    pinned = signing.load_public_key(public)
+    assert signing.verify_key_signature(json.dumps(document).encode(), manifest, pinned)
+    for broken in (
+        {**document, "unexpected": 1},  # a field the schema does not have
+        {**document, "dsseEnvelope": {"payload": "", "payloadType": "x", "signatures": []}},
+    ):
+        with pytest.raises(signing.SigningError, match="not a key-based Sigstore bundle"):
+            signing.verify_key_signature(json.dumps(broken).encode(), manifest, pinned)
+
+
 def test_keyless_signing_is_skipped_without_an_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("SIGSTORE_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL"):
         monkeypatch.delenv(name, raising=False)
