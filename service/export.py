@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pydicom
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 
+from service.background import BackgroundLoop
 from service.gateway import on_conn_open
 from service.journal import Job, Journal
 from service.observability.metrics import ApplianceMetrics
@@ -93,7 +93,7 @@ def store_files(
             assoc.release()
 
 
-class Exporter:
+class Exporter(BackgroundLoop):
     """The export thread: picks due ``exporting`` jobs from the journal, one at a time."""
 
     def __init__(
@@ -109,9 +109,7 @@ class Exporter:
         self.spool = spool
         self.metrics = metrics
         self.records = records
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="minivess-export", daemon=True)
+        super().__init__("export", stop_timeout_s=30.0)
         # Built once, at start-up: a bad certificate or CA file stops the service early.
         needs_tls = any(d.tls for d in settings.export_destinations)
         self._tls = client_context(settings) if needs_tls else None
@@ -120,31 +118,15 @@ class Exporter:
         if not self.settings.export_destinations:
             log.warning("no export destination configured: results stay in %s",
                         self.settings.outputs_dir)  # fmt: skip
-        self._thread.start()
+        super().start()
 
-    def notify(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                job, due = self.journal.next_export(time.time())
-                if job is not None:
-                    self.export(job)
-                    continue
-            except Exception:  # keep exporting the other jobs
-                log.exception("export pass failed")
-                due = None
-            # Poll the journal too: `retry-export` from another process writes there.
-            wait = 1.0 if due is None else min(1.0, max(0.0, due - time.time()))
-            self._wake.wait(wait)
-            self._wake.clear()
+    def step(self) -> float:
+        job, due = self.journal.next_export(time.time())
+        if job is not None:
+            self.export(job)
+            return 0.0
+        # Poll the journal too: `retry-export` from another process writes there.
+        return 1.0 if due is None else min(1.0, max(0.0, due - time.time()))
 
     def backoff(self, attempt: int) -> float:
         delay = self.settings.export_backoff_s * 2 ** max(0, attempt - 1)

@@ -9,10 +9,10 @@ lives in the journal (wall-clock times), so it survives restarts.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
+from service.background import BackgroundLoop
 from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
 from service.records import StudyRecords
@@ -20,7 +20,7 @@ from service.records import StudyRecords
 log = logging.getLogger(__name__)
 
 
-class Grouper:
+class Grouper(BackgroundLoop):
     """A thread that turns quiet studies into queued jobs and keeps the queue gauge."""
 
     def __init__(
@@ -37,16 +37,7 @@ class Grouper:
         self.quiet_period_s = quiet_period_s
         self.on_queued = on_queued
         self.tick_s = min(0.5, quiet_period_s / 4)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="minivess-grouper", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().__init__("grouper", stop_timeout_s=5.0, retry_s=self.tick_s)
 
     def poll(self, now: float | None = None) -> int:
         """One pass (also callable directly): queue the studies that fell quiet."""
@@ -66,9 +57,6 @@ class Grouper:
             self.on_queued()
         return len(queued)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.tick_s):
-            try:
-                self.poll()
-            except Exception:  # never let the timer die; the journal may be busy
-                log.exception("grouping pass failed")
+    def step(self) -> float:
+        self.poll()
+        return self.tick_s

@@ -26,6 +26,7 @@ from compliance.audit import AuditLog
 from map_app.stack import STACK_BYTES
 from operators.errors import PipelineError
 from operators.run_report import ModelSummary, RunReport
+from service.background import BackgroundLoop
 from service.journal import Job, Journal
 from service.observability.metrics import ApplianceMetrics, observe_run_report
 from service.records import StudyRecords
@@ -55,7 +56,7 @@ def release_spool(journal: Journal, spool: Spool, metrics: ApplianceMetrics, stu
     metrics.queue_depth.set(journal.count_unfinished())
 
 
-class Worker:
+class Worker(BackgroundLoop):
     """The single processing thread; ``notify()`` wakes it when a job was queued."""
 
     def __init__(
@@ -75,41 +76,18 @@ class Worker:
         self.runner = runner
         self.metrics = metrics
         self.on_exporting = on_exporting
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="minivess-worker", daemon=True)
+        super().__init__("worker", stop_timeout_s=60.0)  # a run cut short resumes on restart
 
     def start(self) -> None:
         # Holoscan runs the graph in this thread and wants a 32 MiB stack (map_app.stack).
         previous = threading.stack_size(STACK_BYTES)
         try:
-            self._thread.start()
+            super().start()
         finally:
             threading.stack_size(previous)
 
-    def notify(self) -> None:
-        self._wake.set()
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """Stop after the current run (a run cut short by exit resumes on restart)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:  # a journal hiccup must not kill the worker
-                log.exception("worker pass failed")
-                busy = False
-            if not busy:
-                self._wake.wait(1.0)
-                self._wake.clear()
+    def step(self) -> float:
+        return 0.0 if self.run_once() else 1.0
 
     def run_once(self) -> bool:
         """Claim and process the oldest queued job; False when there was none."""
