@@ -30,7 +30,7 @@ from models.inference import ensemble_probabilities
 from models.loader import LoadedEnsemble, load_ensemble
 from models.metrics import dice
 from models.screen import WindowTally
-from operators.segmentation_operators import segmentation_result
+from operators.segmentation.fusion import segmentation_result
 from synthetic.case import Modality, generate_case
 from synthetic.splits import LoadedCase, read_split, write_split
 

@@ -25,21 +25,21 @@ from monai.deploy.core import Application
 
 from map_app.config import AppConfig
 from models.loader import LoadedEnsemble
-from operators.dicom_input.selection import SelectionRules
-from operators.dicom_input_operators import (
+from operators.dicom_input.operators import (
     DicomLoaderOperator,
     SeriesSelectorOperator,
     SeriesToVolumeOperator,
 )
+from operators.dicom_input.selection import SelectionRules
 from operators.dicom_output.common import OutputSettings
-from operators.dicom_output_operators import (
+from operators.dicom_output.operators import (
     DicomSegWriterOperator,
     ParametricMapWriterOperator,
     StructuredReportWriterOperator,
 )
-from operators.nifti_operators import NiftiLoaderOperator, NiftiWriterOperator
+from operators.nifti.operators import NiftiLoaderOperator, NiftiWriterOperator
 from operators.run_report import RunRecorder
-from operators.segmentation_operators import EnsembleInferenceOperator, UncertaintyOperator
+from operators.segmentation.operators import EnsembleInferenceOperator, UncertaintyOperator
 
 APP_NAME = "minivess-vessel-segmentation"
 

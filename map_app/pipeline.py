@@ -25,7 +25,7 @@ from models.loader import LoadedEnsemble, ModelIntegrityError, load_ensemble
 from models.manifest import MANIFEST_NAME
 from operators.dicom_input.selection import SelectionRules
 from operators.errors import InputNotFoundError, ModelLoadError, OutputError, PipelineError
-from operators.nifti_input import is_nifti
+from operators.nifti.volume import is_nifti
 from operators.run_report import ModelSummary, RunRecorder, RunReport, SkippedInput
 
 REPORT_NAME = "report.json"

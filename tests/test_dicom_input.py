@@ -41,7 +41,7 @@ from operators.errors import (
     PixelDataError,
     VolumeTooLargeError,
 )
-from operators.series_volume import SeriesVolume
+from operators.values import SeriesVolume
 from synthetic.case import SyntheticCase, generate_case
 from synthetic.dicom_series import DicomQuirks, StudyIdentity, WrittenSeries, write_series
 from tests.peers import read_volume

@@ -33,7 +33,7 @@ from operators.dicom_output import (
     build_uncertainty_map,
     build_vessel_segmentation,
 )
-from operators.series_volume import SegmentationResult, SeriesVolume
+from operators.values import SegmentationResult, SeriesVolume
 from synthetic.case import SyntheticCase, generate_case
 from synthetic.dicom_series import DicomQuirks, WrittenSeries, write_series
 from tests.peers import PEER_ENV, Orthanc, assert_dicom_valid, require_executable, storescu

@@ -52,7 +52,7 @@ def live_rows() -> dict[tuple[str, int], FeatureRow]:
     """Feature rows of 32 synthetic studies (CT/MR x baseline/current seeds)."""
     from models.inference import ensemble_probabilities
     from models.loader import load_ensemble
-    from operators.segmentation_operators import segmentation_result
+    from operators.segmentation.fusion import segmentation_result
     from synthetic.case import generate_case
 
     ensemble = load_ensemble(MODEL_DIR)

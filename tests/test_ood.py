@@ -20,7 +20,7 @@ from models.inference import ensemble_probabilities
 from models.loader import LoadedEnsemble, load_ensemble
 from models.metrics import dice
 from operators.nifti.io import write_nifti
-from operators.segmentation_operators import segmentation_result
+from operators.segmentation.fusion import segmentation_result
 from synthetic.case import Modality, generate_case
 from synthetic.shifts import shifted_case
 

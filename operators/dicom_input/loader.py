@@ -4,7 +4,7 @@ A folder pushed by a PACS or copied from a CD holds files of any name, in any or
 possibly from several studies and series, mixed with files that are not DICOM at all.
 :func:`scan_dicom_folder` reads the header of every file (never its pixel data), groups
 the instances by Study Instance UID (0020,000D) and Series Instance UID (0020,000E), and
-lists each file it cannot use as a :class:`~operators.series_volume.SkippedFile` with the
+lists each file it cannot use as a :class:`~operators.values.SkippedFile` with the
 reason: one bad file never stops the run.
 
 A file is used when it is a DICOM Part 10 file (PS3.10 7.1: preamble, ``DICM`` prefix,
@@ -38,7 +38,7 @@ from operators.dicom_input.headers import (
     plain_value,
 )
 from operators.errors import InputNotFoundError
-from operators.series_volume import SkippedFile
+from operators.values import SkippedFile
 
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 

@@ -1,4 +1,4 @@
-"""Turn one DICOM series into a :class:`~operators.series_volume.SeriesVolume`.
+"""Turn one DICOM series into a :class:`~operators.values.SeriesVolume`.
 
 Geometry comes from the Image Plane Module (PS3.3 C.7.6.2): Image Orientation (Patient)
 gives the row and column cosines, Image Position (Patient) the centre of the first voxel
@@ -29,7 +29,7 @@ from operators.dicom_input.loader import DicomInstance, DicomSeries
 from operators.dicom_input.selection import SelectedSeries
 from operators.errors import GeometryError, PixelDataError, VolumeTooLargeError
 from operators.geometry import VoxelGeometry
-from operators.series_volume import SeriesVolume
+from operators.values import SeriesVolume
 
 AXIS_TOLERANCE = 1e-3
 """Largest deviation of a direction cosine from a patient axis still taken as aligned."""

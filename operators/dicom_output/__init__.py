@@ -3,7 +3,9 @@
 Laid out like highdicom, one subpackage per object: ``seg`` (PS3.3 A.51), ``pm``
 (A.75) and ``sr`` (A.35.13 with PS3.16 TID 1500), each with ``sop.py`` (builds the
 object), ``content.py`` (its parts) and ``enum.py`` (its codes); ``common`` holds what
-they share (equipment, settings, deterministic UIDs, input checks).
+they share (equipment, settings, deterministic UIDs, input checks). :mod:`.operators`
+wraps the three as MONAI Deploy operators that write the files (not imported here: it
+imports Holoscan).
 """
 
 from operators.dicom_output.common import (

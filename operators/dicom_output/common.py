@@ -1,7 +1,7 @@
 """What every DICOM writer shares: equipment identity, output settings, UIDs, checks.
 
-The writers turn one :class:`~operators.series_volume.SeriesVolume` and its
-:class:`~operators.series_volume.SegmentationResult` into derived objects that belong to
+The writers turn one :class:`~operators.values.SeriesVolume` and its
+:class:`~operators.values.SegmentationResult` into derived objects that belong to
 the source study (PS3.3 C.7.2.1: same Study Instance UID) and its frame of reference
 (C.7.4.1), each in a new series (C.7.3.1) whose number differs from the source's.
 
@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from operators.errors import OutputError
-from operators.series_volume import SegmentationResult, SeriesVolume
+from operators.values import SegmentationResult, SeriesVolume
 
 __all__ = [
     "PRIVATE_CODING_SCHEME",

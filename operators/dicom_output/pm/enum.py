@@ -25,7 +25,7 @@ MAX_BINARY_ENTROPY_NATS = math.log(2.0)
 
 
 class UncertaintyQuantity(enum.StrEnum):
-    """Which per-voxel map of :class:`~operators.series_volume.SegmentationResult`."""
+    """Which per-voxel map of :class:`~operators.values.SegmentationResult`."""
 
     MUTUAL_INFORMATION = "mutual_information"
     PREDICTIVE_ENTROPY = "predictive_entropy"

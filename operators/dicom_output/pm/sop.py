@@ -22,7 +22,7 @@ from operators.dicom_output.common import (
 )
 from operators.dicom_output.pm.content import real_world_value_mapping, window
 from operators.dicom_output.pm.enum import CONTENT_LABELS, QUANTITY_CODES, UncertaintyQuantity
-from operators.series_volume import SegmentationResult, SeriesVolume
+from operators.values import SegmentationResult, SeriesVolume
 
 __all__ = ["UncertaintyQuantity", "build_uncertainty_map"]
 

@@ -18,7 +18,7 @@ from operators.dicom_output.seg.enum import (
     VESSEL_SEGMENT_LABEL,
     VESSEL_SEGMENT_NUMBER,
 )
-from operators.series_volume import SegmentationResult
+from operators.values import SegmentationResult
 
 # Algorithm Parameters is LT (10240 chars); member lists beyond that are a manifest bug.
 _LT_MAX = 10240

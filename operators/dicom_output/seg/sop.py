@@ -27,7 +27,7 @@ from operators.dicom_output.common import (
     flagged_description,
 )
 from operators.dicom_output.seg.content import vessel_segment
-from operators.series_volume import SegmentationResult, SeriesVolume
+from operators.values import SegmentationResult, SeriesVolume
 
 __all__ = ["MAX_FRACTIONAL_VALUE", "build_vessel_segmentation", "content_label"]
 

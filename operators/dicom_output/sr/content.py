@@ -28,7 +28,7 @@ from operators.dicom_output.sr.enum import (
     VOLUME,
     YES,
 )
-from operators.series_volume import SegmentationResult, SeriesVolume
+from operators.values import SegmentationResult, SeriesVolume
 
 
 def device_observer_context(settings: OutputSettings) -> hd.sr.ObservationContext:

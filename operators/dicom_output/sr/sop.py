@@ -21,7 +21,7 @@ from operators.dicom_output.common import (
 from operators.dicom_output.seg.enum import BLOOD_VESSEL, VESSEL_SEGMENT_NUMBER
 from operators.dicom_output.sr.content import device_observer_context, vessel_measurement_group
 from operators.dicom_output.sr.enum import ANGIOGRAPHY
-from operators.series_volume import SegmentationResult, SeriesVolume
+from operators.values import SegmentationResult, SeriesVolume
 
 __all__ = ["build_measurement_report"]
 

@@ -21,7 +21,7 @@ from operators.dicom_output.seg.sop import build_vessel_segmentation
 from operators.dicom_output.sr.sop import build_measurement_report
 from operators.errors import OutputError
 from operators.run_report import RunRecorder
-from operators.segmentation_operators import SeriesWork
+from operators.values import SeriesWork
 
 
 def write_dataset_atomically(dataset: Dataset, path: Path) -> Path:

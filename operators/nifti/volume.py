@@ -17,7 +17,7 @@ from operators.errors import (
     VolumeTooLargeError,
 )
 from operators.nifti.io import read_nifti
-from operators.series_volume import SeriesVolume
+from operators.values import SeriesVolume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 

@@ -17,7 +17,7 @@ from operators.dicom_input.selection import SelectedSeries, SelectionRules, sele
 from operators.dicom_input.volume import series_to_volume
 from operators.errors import PipelineError
 from operators.run_report import RunRecorder, SeriesOutcome, SkippedInput
-from operators.segmentation_operators import SeriesWork
+from operators.values import SeriesWork
 
 
 class DicomLoaderOperator(Operator):

@@ -11,9 +11,9 @@ from typing import Any
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from operators.nifti.io import write_nifti
-from operators.nifti_input import read_nifti_volume
+from operators.nifti.volume import read_nifti_volume
 from operators.run_report import RunRecorder, SeriesOutcome
-from operators.segmentation_operators import SeriesWork
+from operators.values import SeriesWork
 
 
 class NiftiLoaderOperator(Operator):

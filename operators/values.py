@@ -82,3 +82,12 @@ class SegmentationResult:
     def vessel_volume_ml(self, geometry: VoxelGeometry) -> float:
         voxel_mm3 = float(np.prod(geometry.spacing))
         return float(self.mask.sum()) * voxel_mm3 / 1000.0
+
+
+@dataclass(frozen=True)
+class SeriesWork:
+    """One series on its way through the pipeline."""
+
+    volume: SeriesVolume
+    member_probabilities: np.ndarray | None = None  # (members, k, j, i)
+    result: SegmentationResult | None = None
