@@ -5,7 +5,7 @@
 
 Targets (each gets ``--examples`` instances from :mod:`benchmarks.dicom_mutations`):
 
-* ``ingest``: ``Ingest.accept(bytes)`` as the gateway and the HTTP sidecar call it, with
+* ``ingest``: ``InstanceIngest.accept(bytes)`` as the gateway and the HTTP sidecar call it, with
   a real spool and journal;
 * ``folder``: the MAP input path, ``scan_dicom_folder`` -> ``select_series`` ->
   ``series_to_volume`` on a three-slice series of which one slice is mutated;
@@ -44,7 +44,7 @@ from benchmarks.dicom_mutations import Seed, apply, describe, make_seeds, mutati
 from operators.dicom_input import scan_dicom_folder, select_series, series_to_volume
 from operators.errors import PipelineError
 from service.gateway import UNCOMPRESSED, Gateway, on_conn_open
-from service.ingest import Ingest
+from service.ingest import InstanceIngest
 from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
 from service.settings import load_settings
@@ -131,8 +131,8 @@ class Harness:
         )  # fmt: skip
         self.journal = Journal(self.settings.journal_path)
         self.metrics = ApplianceMetrics()
-        self.ingest = Ingest(self.settings, Spool(self.settings.spool_dir), self.journal,
-                             self.metrics)  # fmt: skip
+        self.ingest = InstanceIngest(self.settings, Spool(self.settings.spool_dir), self.journal,
+                                     self.metrics)  # fmt: skip
         self.gateway: Gateway | None = None
         self._assoc: Any = None
         self._counter = 0

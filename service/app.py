@@ -18,13 +18,13 @@ from compliance.audit import AuditLog
 from service.export import Exporter
 from service.gateway import Gateway
 from service.grouping import Grouper
-from service.ingest import Ingest
+from service.ingest import InstanceIngest
 from service.journal import Journal
 from service.observability.exposition import MetricsServer
 from service.observability.metrics import ApplianceMetrics, set_model_info
-from service.records import StudyRecords, site_audit_log
 from service.settings import ServiceSettings
 from service.spool import Spool
+from service.study_recorder import StudyRecorder, site_audit_log
 from service.worker import Runner, Worker
 
 if TYPE_CHECKING:
@@ -61,16 +61,16 @@ class Service:
         self.pipeline = pipeline if pipeline is not None else load_pipeline(settings, self.audit)
         # A pipeline handed in (tests, embedding) audits into this service's log.
         self.pipeline.audit_log = self.audit
-        self.records = StudyRecords(settings, self.audit, self.pipeline.model_summary().version)
-        self.ingest = Ingest(settings, self.spool, self.journal, self.metrics)
+        self.recorder = StudyRecorder(settings, self.audit, self.pipeline.model_summary().version)
+        self.ingest = InstanceIngest(settings, self.spool, self.journal, self.metrics)
         self.gateway = Gateway(settings, self.ingest)
         self.exporter = Exporter(
-            settings, self.journal, self.spool, self.metrics, records=self.records
+            settings, self.journal, self.spool, self.metrics, recorder=self.recorder
         )
         self.worker = Worker(settings, self.journal, self.spool, self.pipeline, self.metrics,
-                             on_exporting=self.exporter.notify, records=self.records)  # fmt: skip
+                             on_exporting=self.exporter.notify, recorder=self.recorder)  # fmt: skip
         self.grouper = Grouper(self.journal, self.metrics, settings.quiet_period_s,
-                               on_queued=self.worker.notify, records=self.records)  # fmt: skip
+                               on_queued=self.worker.notify, recorder=self.recorder)  # fmt: skip
         self._started = False
         # HTTP sidecar hook (service/http): on for `serve`, off by default in-process.
         self._http_wanted = http

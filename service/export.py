@@ -31,9 +31,9 @@ from service.background import BackgroundLoop
 from service.gateway import on_conn_open
 from service.journal import Job, Journal
 from service.observability.metrics import ApplianceMetrics
-from service.records import StudyRecords
 from service.settings import ExportDestination, ServiceSettings
 from service.spool import Spool
+from service.study_recorder import StudyRecorder
 from service.tls import client_context
 from service.worker import release_spool
 
@@ -102,13 +102,13 @@ class Exporter(BackgroundLoop):
         journal: Journal,
         spool: Spool,
         metrics: ApplianceMetrics,
-        records: StudyRecords | None = None,
+        recorder: StudyRecorder | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
         self.spool = spool
         self.metrics = metrics
-        self.records = records
+        self.recorder = recorder
         super().__init__("export", stop_timeout_s=30.0)
         # Built once, at start-up: a bad certificate or CA file stops the service early.
         needs_tls = any(d.tls for d in settings.export_destinations)
@@ -174,8 +174,8 @@ class Exporter(BackgroundLoop):
         note = None if job.error_reason == "export-retrying" else job.error
         done = self.journal.mark_done(job.job_id, delivered, note)
         log.info("job %s: done", job.job_id)
-        if self.records is not None:
-            self.records.study_exported(done, "done")
+        if self.recorder is not None:
+            self.recorder.study_exported(done, "done")
         release_spool(self.journal, self.spool, self.metrics, job.study_uid)
         return done
 
@@ -184,7 +184,7 @@ class Exporter(BackgroundLoop):
         dead = self.journal.mark_dead_letter(job.job_id, delivered, error)
         log.error("job %s: export dead-lettered: %s (retry: python -m service retry-export %s)",
                   job.job_id, error, job.job_id)  # fmt: skip
-        if self.records is not None:
-            self.records.study_exported(dead, "dead_letter")
+        if self.recorder is not None:
+            self.recorder.study_exported(dead, "dead_letter")
         release_spool(self.journal, self.spool, self.metrics, job.study_uid)
         return dead

@@ -17,7 +17,7 @@ it supports: Verification and every CT/MR image storage SOP class of
 :data:`service.ingest.IMAGE_STORAGE_SOP_CLASSES`, each in every transfer syntax below
 that pydicom can decode here (the pipeline must read the pixels).
 
-C-STORE handling is in :class:`service.ingest.Ingest`; the success status goes back
+C-STORE handling is in :class:`service.ingest.InstanceIngest`; the success status goes back
 only after the instance is fsynced into the spool (PS3.4 B.2.3).
 
 Throughput (``python -m benchmarks.ingest_benchmark``): associations run on
@@ -67,7 +67,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from service.dicom_reactor import EventDrivenRequestHandler
-from service.ingest import IMAGE_STORAGE_SOP_CLASSES, Ingest
+from service.ingest import IMAGE_STORAGE_SOP_CLASSES, InstanceIngest
 from service.part10 import file_header
 from service.settings import ServiceSettings
 from service.storage_status import Reason, record_refusal, refusal
@@ -156,7 +156,7 @@ def start_scp_server(
 class Gateway:
     """The SCP. ``start()`` returns at once; ``stop()`` ends the server and associations."""
 
-    def __init__(self, settings: ServiceSettings, ingest: Ingest) -> None:
+    def __init__(self, settings: ServiceSettings, ingest: InstanceIngest) -> None:
         self.settings = settings
         self.ingest = ingest
         self.ae = AE(ae_title=settings.ae_title)
@@ -234,7 +234,7 @@ class Gateway:
         return 0x0000
 
     def _on_store(self, event: Event) -> Dataset | int:
-        """C-STORE (PS3.4 B.2.3): the status of Ingest, with an Error Comment on failure."""
+        """C-STORE (PS3.4 B.2.3): the status of InstanceIngest, with an Error Comment on failure."""
         request = cast(C_STORE, event.request)
         sop_class = str(request.AffectedSOPClassUID)
         sop_instance = str(request.AffectedSOPInstanceUID)

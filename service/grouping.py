@@ -15,7 +15,7 @@ from collections.abc import Callable
 from service.background import BackgroundLoop
 from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
-from service.records import StudyRecords
+from service.study_recorder import StudyRecorder
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,10 @@ class Grouper(BackgroundLoop):
         metrics: ApplianceMetrics,
         quiet_period_s: float,
         on_queued: Callable[[], None],
-        records: StudyRecords | None = None,
+        recorder: StudyRecorder | None = None,
     ) -> None:
         self.journal = journal
-        self.records = records
+        self.recorder = recorder
         self.metrics = metrics
         self.quiet_period_s = quiet_period_s
         self.on_queued = on_queued
@@ -46,8 +46,8 @@ class Grouper(BackgroundLoop):
         for job in queued:
             receive_s = max(0.0, job.last_received_at - job.first_received_at)
             self.metrics.stage_seconds.labels("receive", "").observe(receive_s)
-            if self.records is not None:
-                self.records.study_queued(job)
+            if self.recorder is not None:
+                self.recorder.study_queued(job)
             log.info(
                 "job %s: study %s complete (%d instances, quiet %.1f s), queued",
                 job.job_id, job.study_uid, job.instances, self.quiet_period_s,

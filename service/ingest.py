@@ -158,8 +158,9 @@ def check_instance(
     return (None, problem) if problem else (ds, None)
 
 
-class Ingest:
-    """Check, spool and journal received instances; one per service."""
+class InstanceIngest:
+    """Check, spool and journal each received instance, whichever interface brought it
+    (C-STORE, HTTP upload, STOW-RS); one per service."""
 
     def __init__(
         self,

@@ -287,7 +287,7 @@ class Journal:
             rows = self._db.execute(query, (*args, limit)).fetchall()
         return [_job(r) for r in rows]
 
-    def open_job_of(self, study_uid: str) -> str | None:
+    def unfinished_job_of(self, study_uid: str) -> str | None:
         """The study's newest unfinished job (where a re-sent instance of it already is);
         one lookup in the ``jobs_study_created`` index."""
         marks = ",".join("?" * len(UNFINISHED))

@@ -29,9 +29,9 @@ from operators.run_report import ModelSummary, RunReport
 from service.background import BackgroundLoop
 from service.journal import Job, Journal
 from service.observability.metrics import ApplianceMetrics, observe_run_report
-from service.records import StudyRecords
 from service.settings import ServiceSettings
 from service.spool import Spool
+from service.study_recorder import StudyRecorder
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,10 @@ class Worker(BackgroundLoop):
         runner: Runner,
         metrics: ApplianceMetrics,
         on_exporting: Callable[[], None],
-        records: StudyRecords | None = None,
+        recorder: StudyRecorder | None = None,
     ) -> None:
         self.settings = settings
-        self.records = records
+        self.recorder = recorder
         self.journal = journal
         self.spool = spool
         self.runner = runner
@@ -118,8 +118,8 @@ class Worker(BackgroundLoop):
             self._fail(job, "internal-error", f"internal error: {type(error).__name__}")
             return
         observe_run_report(self.metrics, report)
-        if self.records is not None:
-            self.records.study_processed(report)
+        if self.recorder is not None:
+            self.recorder.study_processed(report)
         outputs = [
             path for series in report.series if series.status == "done"
             for path in series.outputs.values()

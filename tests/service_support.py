@@ -18,7 +18,7 @@ from pynetdicom import AE
 from compliance.audit import AuditLog
 from operators.run_report import ModelSummary, RunReport
 from service.gateway import Gateway
-from service.ingest import Ingest
+from service.ingest import InstanceIngest
 from service.journal import TERMINAL, Job, Journal
 from service.observability.metrics import ApplianceMetrics
 from service.settings import ServiceSettings, load_settings
@@ -198,6 +198,6 @@ def start_test_gateway(var: Path, **overrides: Any) -> GatewayEnv:
     journal = Journal(settings.journal_path)
     spool = Spool(settings.spool_dir)
     metrics = ApplianceMetrics()
-    gateway = Gateway(settings, Ingest(settings, spool, journal, metrics))
+    gateway = Gateway(settings, InstanceIngest(settings, spool, journal, metrics))
     gateway.start()
     return GatewayEnv(settings, journal, spool, metrics, gateway)

@@ -21,7 +21,7 @@ QUIET = 10.0
 
 
 class Recorder:
-    """Stands in for ``StudyRecords``: the jobs it was told were queued."""
+    """Stands in for ``StudyRecorder``: the jobs it was told were queued."""
 
     def __init__(self) -> None:
         self.queued: list[Job] = []
@@ -44,7 +44,7 @@ def make_grouper(journal: Journal, records: Recorder | None = None) -> tuple[Gro
         ApplianceMetrics(),
         QUIET,
         on_queued=lambda: wakeups.append(1),
-        records=records,  # type: ignore[arg-type]
+        recorder=records,  # type: ignore[arg-type]
     )
     return grouper, wakeups
 

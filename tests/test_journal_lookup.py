@@ -1,4 +1,4 @@
-"""The journal's indexed lookup of a study's open job (what an HTTP duplicate joins)."""
+"""The journal's indexed lookup of a study's unfinished job (what an HTTP duplicate joins)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,27 @@ from service.journal import Journal
 STUDY = "1.2.3.4"
 
 
-def test_open_job_of_is_the_newest_unfinished_job_of_the_study(tmp_path: Path) -> None:
+def test_unfinished_job_of_is_the_newest_of_the_study(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    assert journal.open_job_of(STUDY) is None
+    assert journal.unfinished_job_of(STUDY) is None
     first = journal.register_instance(STUDY, "1.1", tmp_path / "a", 1, now=100.0).job_id
     journal.register_instance("9.9", "9.9.1", tmp_path / "z", 1, now=300.0)  # another study
-    assert journal.open_job_of(STUDY) == first
+    assert journal.unfinished_job_of(STUDY) == first
     journal.queue_quiet_jobs(cutoff=100.5)
     claimed = journal.claim_next_queued()
     assert claimed is not None and claimed.job_id == first
-    assert journal.open_job_of(STUDY) == first  # processing is unfinished too
+    assert journal.unfinished_job_of(STUDY) == first  # processing is unfinished too
     second = journal.register_instance(STUDY, "1.2", tmp_path / "b", 1, now=102.0).job_id
-    assert second != first and journal.open_job_of(STUDY) == second  # the newest
+    assert second != first and journal.unfinished_job_of(STUDY) == second  # the newest
     journal.mark_failed(first or "", "x", "x", tmp_path)
     journal.queue_quiet_jobs(cutoff=200.0)
     journal.claim_next_queued()
     journal.mark_failed(second or "", "x", "x", tmp_path)
-    assert journal.open_job_of(STUDY) is None  # every job of the study finished
+    assert journal.unfinished_job_of(STUDY) is None  # every job of the study finished
     journal.close()
 
 
-def test_open_job_of_uses_the_study_index(tmp_path: Path) -> None:
+def test_unfinished_job_of_uses_the_study_index(tmp_path: Path) -> None:
     """One index search, not a scan of the jobs table (it grows with every study)."""
     journal = Journal(tmp_path / "j.sqlite3")
     for number in range(50):
@@ -44,7 +44,7 @@ def test_open_job_of_uses_the_study_index(tmp_path: Path) -> None:
     )
     assert "USING INDEX jobs_study_created (study_uid=?)" in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # no sort: the index is in created_at order
-    assert journal.open_job_of("1.2.7") is not None
+    assert journal.unfinished_job_of("1.2.7") is not None
     journal.close()
 
 

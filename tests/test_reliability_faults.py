@@ -22,7 +22,7 @@ from benchmarks.soak import kill_trials
 from map_app.pipeline import Pipeline
 from service.app import Service
 from service.gateway import Gateway
-from service.ingest import Ingest
+from service.ingest import InstanceIngest
 from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
 from service.spool import Spool
@@ -146,7 +146,7 @@ def test_disk_full_at_write_answers_write_failed(tmp_path: Path) -> None:
     with tmpfs(var / "spool", "4m,nr_inodes=64") as spool_dir:
         settings = settings_for(var, min_free_disk_bytes=0)
         journal, spool = Journal(settings.journal_path), Spool(settings.spool_dir)
-        gateway = Gateway(settings, Ingest(settings, spool, journal, ApplianceMetrics()))
+        gateway = Gateway(settings, InstanceIngest(settings, spool, journal, ApplianceMetrics()))
         gateway.start()
         try:
             fillers = _use_up_inodes(spool_dir, leave=4)  # the study folder and 3 files

@@ -18,7 +18,7 @@ import pytest
 from map_app.pipeline import Pipeline
 from service.app import Service
 from service.gateway import Gateway
-from service.ingest import Ingest
+from service.ingest import InstanceIngest
 from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
 from service.settings import ServiceSettings, SettingsError
@@ -58,8 +58,8 @@ def tls_gateway(tmp_path: Path, pki: Pki) -> Iterator[Callable[..., Gateway]]:
     def start(**overrides: Any) -> Gateway:
         settings = tls_settings(tmp_path / f"var{len(started)}", pki, **overrides)
         journal = Journal(settings.journal_path)
-        gateway = Gateway(settings, Ingest(settings, Spool(settings.spool_dir), journal,
-                                           ApplianceMetrics()))  # fmt: skip
+        ingest = InstanceIngest(settings, Spool(settings.spool_dir), journal, ApplianceMetrics())
+        gateway = Gateway(settings, ingest)
         gateway.start()
         started.append((gateway, journal))
         return gateway
@@ -132,8 +132,8 @@ def test_tls_settings_are_checked(tmp_path: Path, pki: Pki) -> None:
         with pytest.raises(SettingsError, match=message):
             settings = tls_settings(tmp_path / "var", pki, **overrides)
             check_tls_settings(settings)
-            ingest = Ingest(settings, Spool(settings.spool_dir), Journal(settings.journal_path),
-                            ApplianceMetrics())  # fmt: skip
+            ingest = InstanceIngest(settings, Spool(settings.spool_dir),
+                                    Journal(settings.journal_path), ApplianceMetrics())  # fmt: skip
             Gateway(settings, ingest)
 
 

@@ -16,6 +16,6 @@ def test_a_runner_handed_in_audits_into_the_service_log_and_names_its_model(
     service = Service(settings_for(tmp_path / "var"), pipeline=runner)
     try:
         assert runner.audit_log is service.audit
-        assert service.records.model_version == "9.9.9"
+        assert service.recorder.model_version == "9.9.9"
     finally:
         service.journal.close()

@@ -26,8 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.http.intake import appliance
 from service.http.problems import ProblemError, ProblemHTTPError
+from service.http.uploads import appliance
 
 if TYPE_CHECKING:
     from service.app import Service

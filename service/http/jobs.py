@@ -2,8 +2,8 @@
 
 * ``POST /v1/studies``: ``multipart/form-data`` with any number of file fields, each a
   DICOM Part 10 file or a zip of them (or a bare ``application/zip`` body). Every
-  instance goes through ``Ingest.accept`` like a C-STORE; 202 with the job of each study
-  and each file's outcome (its DICOM status and specific reason when refused); 422 when
+  instance goes through ``InstanceIngest.accept`` like a C-STORE; 202 with the job of each
+  study and each file's outcome (its DICOM status and specific reason when refused); 422 when
   nothing was stored (503 + Retry-After when only for lack of resources). A study still
   becomes a job after the quiet period, exactly as over DIMSE.
 * ``GET /v1/jobs/{job_id}``: the job (:class:`service.http.models.JobView`).
@@ -30,10 +30,10 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from service.http.intake import Outcome, appliance, jobs_of, out_of_resources, refused, store
 from service.http.models import RESULT_STATES, JobRef, JobView, UploadResponse
 from service.http.multipart import MediaType, negotiate, related_stream
 from service.http.problems import ProblemError
+from service.http.uploads import Outcome, appliance, jobs_of, out_of_resources, refused, store
 from service.journal import Job
 from service.storage_status import Reason
 

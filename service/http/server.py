@@ -2,7 +2,7 @@
 
 Design (why it looks like this):
 
-* One process. The HTTP API must share the Service's journal, spool, ``Ingest`` and
+* One process. The HTTP API must share the Service's journal, spool, ``InstanceIngest`` and
   warm pipeline with the DICOM gateway, so ``bentoml serve`` (a supervisor that forks
   worker processes, each of which would construct its own appliance and bind the DICOM
   port) is not used. Instead :func:`bento_service` declares a ``@bentoml.service`` class

@@ -3,8 +3,8 @@
 The Studies Store Transaction of PS3.18 10.5 for DICOM instances: the request is
 ``multipart/related; type="application/dicom"`` (PS3.18 8.6.1.2, Table 10.5.1-1), one
 Part 10 instance per part, read as a stream and stored part by part through the same
-``Ingest`` as C-STORE. Metadata + bulk data requests (``application/dicom+json`` parts)
-are not supported: 415. A preamble before the first boundary is not supported either.
+``InstanceIngest`` as C-STORE. Metadata + bulk data requests (``application/dicom+json``
+parts) are not supported: 415. A preamble before the first boundary is not supported either.
 
 The response body is the Store Instances Response Module (PS3.18 Annex I, Table I.1-1)
 as ``application/dicom+json`` (PS3.18 F.2):
@@ -35,9 +35,9 @@ from pydicom.dataset import Dataset
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.http.intake import Outcome, appliance, jobs_of, out_of_resources, refused, store
 from service.http.multipart import MalformedBodyError, MediaType, iter_parts, negotiate
 from service.http.problems import ProblemError
+from service.http.uploads import Outcome, appliance, jobs_of, out_of_resources, refused, store
 from service.spool import is_uid
 from service.storage_status import Reason
 

@@ -1,10 +1,12 @@
-"""Storing uploaded instances: every HTTP upload goes through ``Ingest.accept``.
+"""What became of each uploaded file or part, for the upload API (``jobs``) and STOW-RS.
 
-The same checks, spool (fsync before success), journal and metrics as the DICOM gateway
-(``interface="http"``), so an instance stored over HTTP joins its study's open job
-exactly as one received by C-STORE would; the status codes are the Storage Service ones
-(PS3.4 B.2.3) that STOW-RS reuses as Failure Reasons (PS3.18 Annex I.2.2).
-Blocking work (parsing, fsync, SQLite) runs in the thread pool, never on the event loop.
+:class:`Outcome` is one file's (or part's) fate. :func:`store` hands an instance to
+``InstanceIngest.accept``, with the same checks, spool (fsync before success), journal and
+metrics as the DICOM gateway (``interface="http"``), so an instance stored over HTTP joins
+its study's open job exactly as one received by C-STORE would; :func:`refused` records
+one refused before it gets there. The status codes are the Storage Service ones (PS3.4
+B.2.3) that STOW-RS reuses as Failure Reasons (PS3.18 Annex I.2.2). Blocking work
+(parsing, fsync, SQLite) runs in the thread pool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def peek(data: bytes) -> tuple[str | None, str | None, str | None]:
             str(ds.get(key, "") or "")
             for key in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")
         ]
-    except Exception:  # garbage: Ingest will say exactly why
+    except Exception:  # garbage: InstanceIngest will say exactly why
         return None, None, None
     sop_class, sop_instance, study = (uid if is_uid(uid) else None for uid in uids)
     return sop_class, sop_instance, study
@@ -83,7 +85,7 @@ def refused(
     comment: str,
     uids: tuple[str | None, str | None, str | None] = (None, None, None),
 ) -> Outcome:
-    """A file or part refused before it reaches ``Ingest`` (a zip that does not open, a
+    """A file or part refused before it reaches ``InstanceIngest`` (a zip that does not open, a
     part too large, ...): counted and logged as every refusal is (``record_refusal``).
     ``uids``: (SOP Class, SOP Instance, Study Instance) where they could be read."""
     result = refusal(reason, comment)
@@ -100,7 +102,7 @@ def _store(service: Service, data: bytes, name: str, target_study: str | None) -
     result = service.ingest.accept(data, interface=INTERFACE)
     job_id = result.job_id
     if result.ok and job_id is None and result.study_uid:
-        job_id = service.journal.open_job_of(result.study_uid)
+        job_id = service.journal.unfinished_job_of(result.study_uid)
     return Outcome(
         name, result, sop_class, result.sop_uid or sop_instance, result.study_uid or study, job_id
     )

@@ -1,6 +1,9 @@
-"""What the service records about each study besides metrics: trace, drift features, audit.
+"""The study recorder: what the service writes about each study besides metrics and the
+journal, namely its trace (``observability.tracing``), its drift feature rows
+(``observability.drift``) and its audit events (``compliance.audit``, into the site's audit
+log, :func:`site_audit_log`).
 
-One ``StudyRecords`` per service, told by the grouper, the worker and the exporter when a
+One ``StudyRecorder`` per service, told by the grouper, the worker and the exporter when a
 study is queued, processed and exported. Everything it writes is free of PHI: traces and
 feature rows carry the correlation id and hashed keys, the audit log keyed hashes of UIDs.
 Recording never fails a study: an error here is logged and the study goes on.
@@ -39,7 +42,7 @@ def site_audit_log(settings: ServiceSettings) -> AuditLog:
     return AuditLog(settings.audit_log_path, hmac_key=key_file)
 
 
-class StudyRecords:
+class StudyRecorder:
     def __init__(self, settings: ServiceSettings, audit: AuditLog, model_version: str) -> None:
         self.audit = audit
         self.model_version = model_version
