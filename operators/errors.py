@@ -25,51 +25,57 @@ from __future__ import annotations
 
 
 class PipelineError(Exception):
-    """Base: a specific, user-facing failure of one run."""
+    """Base: a specific, user-facing failure of one run.
+
+    A subclass states its exit code and reason (the service's problem type) in its class
+    line, ``class XError(PipelineError, exit_code=..., reason=...)``; the table above lists
+    them all.
+    """
 
     exit_code = 70
     reason = "internal-error"
+
+    def __init_subclass__(
+        cls, *, exit_code: int | None = None, reason: str | None = None, **kwargs: object
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
+        if reason is not None:
+            cls.reason = reason
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class InputNotFoundError(PipelineError):
-    exit_code = 15
-    reason = "input-not-found"
+class InputNotFoundError(PipelineError, exit_code=15, reason="input-not-found"):
+    """The input path does not exist or is unreadable."""
 
 
-class NoImageSeriesError(PipelineError):
-    exit_code = 10
-    reason = "no-image-series"
+class NoImageSeriesError(PipelineError, exit_code=10, reason="no-image-series"):
+    """The input holds no DICOM image series at all."""
 
 
-class NoQualifyingSeriesError(PipelineError):
-    exit_code = 11
-    reason = "no-qualifying-series"
+class NoQualifyingSeriesError(PipelineError, exit_code=11, reason="no-qualifying-series"):
+    """Image series exist, none matches the selection rules."""
 
 
-class PixelDataError(PipelineError):
-    exit_code = 12
-    reason = "bad-pixel-data"
+class PixelDataError(PipelineError, exit_code=12, reason="bad-pixel-data"):
+    """Pixel data truncated, corrupt or in an undecodable syntax."""
 
 
-class GeometryError(PipelineError):
-    exit_code = 13
-    reason = "bad-geometry"
+class GeometryError(PipelineError, exit_code=13, reason="bad-geometry"):
+    """Single slice, missing slices, inconsistent spacing, oblique."""
 
 
-class VolumeTooLargeError(PipelineError):
-    exit_code = 14
-    reason = "volume-too-large"
+class VolumeTooLargeError(PipelineError, exit_code=14, reason="volume-too-large"):
+    """The volume exceeds the configured memory budget."""
 
 
-class ModelLoadError(PipelineError):
-    exit_code = 20
-    reason = "model-integrity"
+class ModelLoadError(PipelineError, exit_code=20, reason="model-integrity"):
+    """A model file is missing, truncated or altered, or the manifest is bad."""
 
 
-class OutputError(PipelineError):
-    exit_code = 30
-    reason = "output-failed"
+class OutputError(PipelineError, exit_code=30, reason="output-failed"):
+    """The outputs could not be written."""

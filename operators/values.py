@@ -27,14 +27,6 @@ from operators.geometry import VoxelGeometry
 
 
 @dataclass(frozen=True)
-class SkippedFile:
-    """A file in the input that was not used, and why (goes into report.json)."""
-
-    path: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class SeriesVolume:
     """A volume built from one DICOM series, in physical units (rescale applied).
 
@@ -91,3 +83,11 @@ class SeriesWork:
     volume: SeriesVolume
     member_probabilities: np.ndarray | None = None  # (members, k, j, i)
     result: SegmentationResult | None = None
+
+    def finished(self) -> SegmentationResult:
+        """The result, which every writer needs: only the uncertainty step makes it."""
+        if self.result is None:
+            raise RuntimeError(
+                f"series {self.volume.series_instance_uid} reached a writer without a result"
+            )
+        return self.result

@@ -4,7 +4,7 @@ A folder pushed by a PACS or copied from a CD holds files of any name, in any or
 possibly from several studies and series, mixed with files that are not DICOM at all.
 :func:`scan_dicom_folder` reads the header of every file (never its pixel data), groups
 the instances by Study Instance UID (0020,000D) and Series Instance UID (0020,000E), and
-lists each file it cannot use as a :class:`~operators.values.SkippedFile` with the
+lists each file it cannot use as a :class:`~operators.run_report.SkippedInput` with the
 reason: one bad file never stops the run.
 
 A file is used when it is a DICOM Part 10 file (PS3.10 7.1: preamble, ``DICM`` prefix,
@@ -38,7 +38,7 @@ from operators.dicom_input.headers import (
     plain_value,
 )
 from operators.errors import InputNotFoundError
-from operators.values import SkippedFile
+from operators.run_report import SkippedInput
 
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
@@ -130,7 +130,7 @@ class DicomScan:
 
     root: Path
     studies: tuple[DicomStudy, ...]
-    skipped: tuple[SkippedFile, ...]
+    skipped: tuple[SkippedInput, ...]
     files_scanned: int
 
     @property
@@ -155,7 +155,7 @@ def _iter_files(root: Path) -> Iterator[Path]:
                 yield path
 
 
-def _read_instance(path: Path) -> tuple[DicomInstance, Dataset] | SkippedFile:
+def _read_instance(path: Path) -> tuple[DicomInstance, Dataset] | SkippedInput:
     try:
         with path.open("rb") as fp:
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=False)
@@ -169,7 +169,7 @@ def _read_instance(path: Path) -> tuple[DicomInstance, Dataset] | SkippedFile:
         for keyword in _REQUIRED_UIDS:
             if not str(ds.get(keyword, "") or "").strip():
                 reason = f"DICOM header without {keyword} (truncated, corrupt or a DICOMDIR)"
-                return SkippedFile(str(path), reason)
+                return SkippedInput(path=str(path), reason=reason)
         sop_class = str(ds.SOPClassUID)
         rows, columns = int_value(ds, "Rows"), int_value(ds, "Columns")
         image_type = ds.get("ImageType") or ()
@@ -195,11 +195,17 @@ def _read_instance(path: Path) -> tuple[DicomInstance, Dataset] | SkippedFile:
             is_image=non_image_reason(sop_class) is None and bool(rows) and bool(columns),
         )
     except InvalidDicomError:
-        return SkippedFile(str(path), "not a DICOM file (no DICM prefix after the preamble)")
+        return SkippedInput(
+            path=str(path), reason="not a DICOM file (no DICM prefix after the preamble)"
+        )
     except OSError as exc:
-        return SkippedFile(str(path), f"unreadable: {exc.strerror or type(exc).__name__}")
+        return SkippedInput(
+            path=str(path), reason=f"unreadable: {exc.strerror or type(exc).__name__}"
+        )
     except Exception as exc:  # pydicom raises many types on corrupt headers
-        return SkippedFile(str(path), f"corrupt DICOM header: {type(exc).__name__}: {exc}")
+        return SkippedInput(
+            path=str(path), reason=f"corrupt DICOM header: {type(exc).__name__}: {exc}"
+        )
     return instance, ds
 
 
@@ -244,7 +250,7 @@ def scan_dicom_folder(path: Path | str) -> DicomScan:
     if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
         raise InputNotFoundError(f"input folder {root} cannot be read")
 
-    skipped: list[SkippedFile] = []
+    skipped: list[SkippedInput] = []
     by_uid: dict[str, DicomInstance] = {}
     # One header per series, not per file: a study of thousands of images stays small.
     headers: dict[tuple[str, str], tuple[tuple[bool, bool, int, str], Dataset]] = {}
@@ -252,7 +258,7 @@ def scan_dicom_folder(path: Path | str) -> DicomScan:
     for file_path in _iter_files(root):
         scanned += 1
         result = _read_instance(file_path)
-        if isinstance(result, SkippedFile):
+        if isinstance(result, SkippedInput):
             skipped.append(result)
             continue
         inst, ds = result
@@ -260,7 +266,7 @@ def scan_dicom_folder(path: Path | str) -> DicomScan:
         if seen is not None:
             keep, drop = (inst, seen) if inst.has_pixel_data > seen.has_pixel_data else (seen, inst)
             reason = f"duplicate of SOP Instance UID {inst.sop_instance_uid} (also in {keep.path})"
-            skipped.append(SkippedFile(str(drop.path), reason))
+            skipped.append(SkippedInput(path=str(drop.path), reason=reason))
             if keep is seen:
                 continue
         by_uid[inst.sop_instance_uid] = inst

@@ -10,24 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from monai.deploy.core import Fragment, Operator, OperatorSpec
+from monai.deploy.core import Fragment, OperatorSpec
 
 from operators.dicom_input.loader import scan_dicom_folder
 from operators.dicom_input.selection import SelectedSeries, SelectionRules, select_series
 from operators.dicom_input.volume import series_to_volume
 from operators.errors import PipelineError
-from operators.run_report import RunRecorder, SeriesOutcome, SkippedInput
+from operators.run_operator import RunOperator, VolumeSourceOperator
+from operators.run_report import SeriesOutcome
 from operators.values import SeriesWork
 
 
-class DicomLoaderOperator(Operator):
+class DicomLoaderOperator(RunOperator):
     """Scans the run's input folder. Output ``dicom_scan``."""
-
-    def __init__(
-        self, fragment: Fragment, *args: Any, recorder: RunRecorder, **kwargs: Any
-    ) -> None:
-        self.recorder = recorder
-        super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
         spec.output("dicom_scan")
@@ -35,25 +30,17 @@ class DicomLoaderOperator(Operator):
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         with self.recorder.stage("load"):
             scan = scan_dicom_folder(self.recorder.input_path)
-        self.recorder.skipped.extend(
-            SkippedInput(path=str(item.path), reason=item.reason) for item in scan.skipped
-        )
+        self.recorder.skipped.extend(scan.skipped)
         op_output.emit(scan, "dicom_scan")
 
 
-class SeriesSelectorOperator(Operator):
+class SeriesSelectorOperator(RunOperator):
     """Input ``dicom_scan``; output ``selected_series``: every series matching the rules."""
 
     def __init__(
-        self,
-        fragment: Fragment,
-        *args: Any,
-        rules: SelectionRules | None,
-        recorder: RunRecorder,
-        **kwargs: Any,
+        self, fragment: Fragment, *args: Any, rules: SelectionRules | None, **kwargs: Any
     ) -> None:
         self.rules = rules
-        self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -67,7 +54,7 @@ class SeriesSelectorOperator(Operator):
         op_output.emit(selected, "selected_series")
 
 
-class SeriesToVolumeOperator(Operator):
+class SeriesToVolumeOperator(VolumeSourceOperator):
     """Input ``selected_series``; output ``series_work`` (one volume per good series).
 
     A series that cannot be turned into a volume (bad geometry, pixel data) is recorded as
@@ -75,21 +62,9 @@ class SeriesToVolumeOperator(Operator):
     series' error.
     """
 
-    def __init__(
-        self,
-        fragment: Fragment,
-        *args: Any,
-        memory_budget_bytes: int,
-        recorder: RunRecorder,
-        **kwargs: Any,
-    ) -> None:
-        self.memory_budget_bytes = memory_budget_bytes
-        self.recorder = recorder
-        super().__init__(fragment, *args, **kwargs)
-
     def setup(self, spec: OperatorSpec) -> None:
         spec.input("selected_series")
-        spec.output("series_work")
+        super().setup(spec)
 
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         selected: list[SelectedSeries] = op_input.receive("selected_series")

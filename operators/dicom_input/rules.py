@@ -64,11 +64,8 @@ _ORIENTATIONS = ("Sagittal", "Coronal", "Axial")  # dominant axis of the normal:
 _PSEUDO_KEYWORDS = frozenset({"NumberOfSeriesRelatedInstances"})
 
 
-class SelectionRulesError(PipelineError):
+class SelectionRulesError(PipelineError, exit_code=EXIT_CONFIG, reason="bad-selection-rules"):
     """The selection rules are malformed: a configuration error (exit code 78, EX_CONFIG)."""
-
-    exit_code = EXIT_CONFIG
-    reason = "bad-selection-rules"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +37,10 @@ __all__ = [
     "check_inputs",
     "copy_body_part",
     "derived_uid",
+    "describe_series",
+    "enhanced_equipment",
     "flagged_description",
+    "identity",
     "source_series_number",
 ]
 
@@ -151,6 +154,60 @@ def derived_uid(root: str | None, *parts: str) -> UID:
     if root is None:
         return UID(f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, name).int}")
     return generate_uid(prefix=root, entropy_srcs=[name])
+
+
+class Identity(TypedDict):
+    series_instance_uid: UID
+    series_number: int
+    sop_instance_uid: UID
+    instance_number: int
+    manufacturer: str
+
+
+class EnhancedEquipment(TypedDict):
+    manufacturer_model_name: str
+    software_versions: str
+    device_serial_number: str
+
+
+def identity(
+    settings: OutputSettings, kind: OutputKind, volume: SeriesVolume, result: SegmentationResult
+) -> Identity:
+    """Series, instance and maker of one derived object, as highdicom's keyword arguments.
+
+    Every writer's constructor takes them (General Series C.7.3.1, SOP Common C.12.1,
+    General Equipment C.7.5.1); the UIDs are deterministic (see the module docstring).
+    """
+    return {
+        "series_instance_uid": settings.uid(volume, kind, result.model_version, "series"),
+        "series_number": settings.series_for(kind, volume).number,
+        "sop_instance_uid": settings.uid(volume, kind, result.model_version, "sop"),
+        "instance_number": 1,
+        "manufacturer": settings.equipment.manufacturer,
+    }
+
+
+def enhanced_equipment(equipment: Equipment) -> EnhancedEquipment:
+    """Enhanced General Equipment (C.7.5.2), as highdicom's SEG and PM keyword arguments."""
+    return {
+        "manufacturer_model_name": equipment.model_name,
+        "software_versions": equipment.software_versions_value,
+        "device_serial_number": equipment.device_serial_number,
+    }
+
+
+def describe_series(
+    dataset: Dataset,
+    settings: OutputSettings,
+    kind: OutputKind,
+    volume: SeriesVolume,
+    result: SegmentationResult,
+) -> None:
+    """Series Description (with the review flag) and the site's Institution Name, if set."""
+    description = settings.series_for(kind, volume).description
+    dataset.SeriesDescription = flagged_description(description, result, settings.ood_marker)
+    if settings.equipment.institution_name:
+        dataset.InstitutionName = settings.equipment.institution_name
 
 
 def source_series_number(volume: SeriesVolume) -> int | None:

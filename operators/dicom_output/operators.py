@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from monai.deploy.core import Fragment, Operator, OperatorSpec
+from monai.deploy.core import Fragment, OperatorSpec
 from pydicom.dataset import Dataset
 
 from operators.dicom_output.common import OutputSettings
@@ -20,8 +20,8 @@ from operators.dicom_output.pm.sop import build_uncertainty_map
 from operators.dicom_output.seg.sop import build_vessel_segmentation
 from operators.dicom_output.sr.sop import build_measurement_report
 from operators.errors import OutputError
-from operators.run_report import RunRecorder
-from operators.values import SeriesWork
+from operators.run_operator import RunOperator, SeriesWriterOperator
+from operators.values import SegmentationResult, SeriesVolume, SeriesWork
 
 
 def write_dataset_atomically(dataset: Dataset, path: Path) -> Path:
@@ -39,28 +39,21 @@ def write_dataset_atomically(dataset: Dataset, path: Path) -> Path:
     return path
 
 
-def series_output_dir(recorder: RunRecorder, work: SeriesWork) -> Path:
-    return recorder.output_dir / work.volume.series_instance_uid
+class _DicomWriter(RunOperator):
+    """Writes derived objects into ``OUTPUT/<SeriesInstanceUID>/`` and names them in the report."""
 
-
-class _WriterOperator(Operator):
     def __init__(
-        self,
-        fragment: Fragment,
-        *args: Any,
-        settings: OutputSettings,
-        recorder: RunRecorder,
-        **kwargs: Any,
+        self, fragment: Fragment, *args: Any, settings: OutputSettings, **kwargs: Any
     ) -> None:
         self.settings = settings
-        self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
 
-    def _record(self, work: SeriesWork, kind: str, path: Path) -> None:
-        self.recorder.outcome(work.volume.series_instance_uid).outputs[kind] = str(path)
+    def save(self, volume: SeriesVolume, kind: str, dataset: Dataset, name: str) -> None:
+        folder = self.recorder.output_dir / volume.series_instance_uid
+        self.record_output(volume, kind, write_dataset_atomically(dataset, folder / name))
 
 
-class DicomSegWriterOperator(_WriterOperator):
+class DicomSegWriterOperator(_DicomWriter):
     """Input ``series_work``; output ``segmentations``: (work, SEG) pairs for the SR."""
 
     def __init__(
@@ -77,45 +70,35 @@ class DicomSegWriterOperator(_WriterOperator):
         work: list[SeriesWork] = op_input.receive("series_work")
         pairs = []
         for item in work:
-            assert item.result is not None
+            volume, result = item.volume, item.finished()
             with self.recorder.stage("write SEG"):
-                seg = build_vessel_segmentation(item.volume, item.result, self.settings)
-                folder = series_output_dir(self.recorder, item)
-                self._record(item, "seg", write_dataset_atomically(seg, folder / "vessel-seg.dcm"))
+                seg = build_vessel_segmentation(volume, result, self.settings)
+                self.save(volume, "seg", seg, "vessel-seg.dcm")
                 if self.fractional:
                     probability = build_vessel_segmentation(
-                        item.volume, item.result, self.settings, fractional=True
+                        volume, result, self.settings, fractional=True
                     )
-                    path = write_dataset_atomically(
-                        probability, folder / "vessel-probability-seg.dcm"
-                    )
-                    self._record(item, "probability_seg", path)
+                    self.save(volume, "probability_seg", probability, "vessel-probability-seg.dcm")
             pairs.append((item, seg))
         op_output.emit(pairs, "segmentations")
 
 
-class ParametricMapWriterOperator(_WriterOperator):
+class ParametricMapWriterOperator(_DicomWriter, SeriesWriterOperator):
     """Input ``series_work``; writes the uncertainty maps (a leaf of the graph)."""
+
+    stage = "write uncertainty map"
 
     def __init__(self, fragment: Fragment, *args: Any, quantity: str, **kwargs: Any) -> None:
         self.quantity = quantity
         super().__init__(fragment, *args, **kwargs)
 
-    def setup(self, spec: OperatorSpec) -> None:
-        spec.input("series_work")
-
-    def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
-        work: list[SeriesWork] = op_input.receive("series_work")
-        for item in work:
-            assert item.result is not None
-            with self.recorder.stage("write uncertainty map"):
-                pmap = build_uncertainty_map(item.volume, item.result, self.quantity, self.settings)
-                name = f"uncertainty-{self.quantity.replace('_', '-')}-pm.dcm"
-                path = write_dataset_atomically(pmap, series_output_dir(self.recorder, item) / name)
-                self._record(item, "uncertainty_map", path)
+    def write(self, volume: SeriesVolume, result: SegmentationResult) -> None:
+        pmap = build_uncertainty_map(volume, result, self.quantity, self.settings)
+        name = f"uncertainty-{self.quantity.replace('_', '-')}-pm.dcm"
+        self.save(volume, "uncertainty_map", pmap, name)
 
 
-class StructuredReportWriterOperator(_WriterOperator):
+class StructuredReportWriterOperator(_DicomWriter):
     """Input ``segmentations``; writes the TID 1500 reports (a leaf of the graph)."""
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -124,8 +107,7 @@ class StructuredReportWriterOperator(_WriterOperator):
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         pairs: list[tuple[SeriesWork, Any]] = op_input.receive("segmentations")
         for item, seg in pairs:
-            assert item.result is not None
+            volume, result = item.volume, item.finished()
             with self.recorder.stage("write SR"):
-                report = build_measurement_report(item.volume, item.result, seg, self.settings)
-                path = series_output_dir(self.recorder, item) / "vessel-report-sr.dcm"
-                self._record(item, "sr", write_dataset_atomically(report, path))
+                report = build_measurement_report(volume, result, seg, self.settings)
+                self.save(volume, "sr", report, "vessel-report-sr.dcm")

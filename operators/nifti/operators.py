@@ -8,31 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from monai.deploy.core import Fragment, Operator, OperatorSpec
-
 from operators.nifti.io import write_nifti
 from operators.nifti.volume import read_nifti_volume
-from operators.run_report import RunRecorder, SeriesOutcome
-from operators.values import SeriesWork
+from operators.run_operator import SeriesWriterOperator, VolumeSourceOperator
+from operators.run_report import SeriesOutcome
+from operators.values import SegmentationResult, SeriesVolume, SeriesWork
 
 
-class NiftiLoaderOperator(Operator):
+class NiftiLoaderOperator(VolumeSourceOperator):
     """Reads the run's NIfTI input. Output ``series_work`` (one volume)."""
-
-    def __init__(
-        self,
-        fragment: Fragment,
-        *args: Any,
-        memory_budget_bytes: int,
-        recorder: RunRecorder,
-        **kwargs: Any,
-    ) -> None:
-        self.memory_budget_bytes = memory_budget_bytes
-        self.recorder = recorder
-        super().__init__(fragment, *args, **kwargs)
-
-    def setup(self, spec: OperatorSpec) -> None:
-        spec.output("series_work")
 
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         with self.recorder.stage("load"):
@@ -49,33 +33,20 @@ class NiftiLoaderOperator(Operator):
         op_output.emit([SeriesWork(volume)], "series_work")
 
 
-class NiftiWriterOperator(Operator):
+class NiftiWriterOperator(SeriesWriterOperator):
     """Input ``series_work``; writes mask, probability and uncertainty volumes as NIfTI."""
 
-    def __init__(
-        self, fragment: Fragment, *args: Any, recorder: RunRecorder, **kwargs: Any
-    ) -> None:
-        self.recorder = recorder
-        super().__init__(fragment, *args, **kwargs)
+    stage = "write NIfTI"
 
-    def setup(self, spec: OperatorSpec) -> None:
-        spec.input("series_work")
-
-    def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
-        work: list[SeriesWork] = op_input.receive("series_work")
-        for item in work:
-            assert item.result is not None
-            outcome = self.recorder.outcome(item.volume.series_instance_uid)
-            stem = item.volume.series_instance_uid
-            volumes = {
-                "vessel_mask": item.result.mask,
-                "mean_probability": item.result.mean_probability,
-                "predictive_entropy": item.result.predictive_entropy,
-                "expected_entropy": item.result.expected_entropy,
-                "mutual_information": item.result.mutual_information,
-            }
-            with self.recorder.stage("write NIfTI"):
-                for kind, array in volumes.items():
-                    path = self.recorder.output_dir / f"{stem}_{kind}.nii.gz"
-                    write_nifti(path, array, item.volume.geometry)
-                    outcome.outputs[kind] = str(path)
+    def write(self, volume: SeriesVolume, result: SegmentationResult) -> None:
+        volumes = {
+            "vessel_mask": result.mask,
+            "mean_probability": result.mean_probability,
+            "predictive_entropy": result.predictive_entropy,
+            "expected_entropy": result.expected_entropy,
+            "mutual_information": result.mutual_information,
+        }
+        for kind, array in volumes.items():
+            path = self.recorder.output_dir / f"{volume.series_instance_uid}_{kind}.nii.gz"
+            write_nifti(path, array, volume.geometry)
+            self.record_output(volume, kind, path)

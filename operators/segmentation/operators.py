@@ -12,18 +12,19 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from monai.deploy.core import Fragment, Operator, OperatorSpec
+from monai.deploy.core import Fragment, OperatorSpec
 
 from models.features import study_features
 from models.inference import SlidingWindowSettings, ensemble_probabilities
 from models.loader import LoadedEnsemble
 from models.screen import WindowTally
-from operators.run_report import RunRecorder, WindowCount
+from operators.run_operator import RunOperator
+from operators.run_report import WindowCount
 from operators.segmentation.fusion import segmentation_result
 from operators.values import SeriesWork
 
 
-class EnsembleInferenceOperator(Operator):
+class EnsembleInferenceOperator(RunOperator):
     """Input ``series_work``: list of SeriesWork; output ``series_work`` with member maps."""
 
     def __init__(
@@ -32,12 +33,10 @@ class EnsembleInferenceOperator(Operator):
         *args: Any,
         ensemble: LoadedEnsemble,
         settings: SlidingWindowSettings,
-        recorder: RunRecorder,
         **kwargs: Any,
     ) -> None:
         self.ensemble = ensemble
         self.settings = settings
-        self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -71,7 +70,7 @@ class EnsembleInferenceOperator(Operator):
         op_output.emit(done, "series_work")
 
 
-class UncertaintyOperator(Operator):
+class UncertaintyOperator(RunOperator):
     """Input/output ``series_work``: adds the fused SegmentationResult, drops member maps."""
 
     def __init__(
@@ -80,12 +79,10 @@ class UncertaintyOperator(Operator):
         *args: Any,
         ensemble: LoadedEnsemble,
         fusion: str | None,
-        recorder: RunRecorder,
         **kwargs: Any,
     ) -> None:
         self.ensemble = ensemble
         self.fusion = fusion
-        self.recorder = recorder
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:

@@ -18,7 +18,10 @@ from operators.dicom_output.common import (
     add_private_coding_scheme,
     check_inputs,
     copy_body_part,
+    describe_series,
+    enhanced_equipment,
     flagged_description,
+    identity,
 )
 from operators.dicom_output.pm.content import real_world_value_mapping, window
 from operators.dicom_output.pm.enum import CONTENT_LABELS, QUANTITY_CODES, UncertaintyQuantity
@@ -57,8 +60,6 @@ def build_uncertainty_map(
     # Rounding may leave -1e-7 nats (check_inputs bounds it); a map of nats is >= 0.
     values = np.clip(np.asarray(getattr(result, quantity.value), dtype=np.float32), 0.0, None)
     kind = _KINDS[quantity]
-    series = settings.series_for(kind, volume)
-    equipment = settings.equipment
     centre, width = window(values)
     meaning = QUANTITY_CODES[quantity].meaning
     label = CONTENT_LABELS[quantity]
@@ -66,14 +67,8 @@ def build_uncertainty_map(
         pm = hd.pm.ParametricMap(
             source_images=list(volume.source_datasets),
             pixel_array=values,
-            series_instance_uid=settings.uid(volume, kind, result.model_version, "series"),
-            series_number=series.number,
-            sop_instance_uid=settings.uid(volume, kind, result.model_version, "sop"),
-            instance_number=1,
-            manufacturer=equipment.manufacturer,
-            manufacturer_model_name=equipment.model_name,
-            software_versions=equipment.software_versions_value,
-            device_serial_number=equipment.device_serial_number,
+            **identity(settings, kind, volume, result),
+            **enhanced_equipment(settings.equipment),
             contains_recognizable_visual_features=False,
             real_world_value_mappings=[real_world_value_mapping(quantity, values)],
             voi_lut_transformations=[
@@ -95,9 +90,7 @@ def build_uncertainty_map(
         )
     except (ValueError, TypeError) as exc:
         raise DicomOutputError(f"highdicom refused the {quantity.value} map: {exc}") from exc
-    pm.SeriesDescription = flagged_description(series.description, result, settings.ood_marker)
-    if equipment.institution_name:
-        pm.InstitutionName = equipment.institution_name
+    describe_series(pm, settings, kind, volume, result)
     add_private_coding_scheme(pm)
     copy_body_part(volume, pm)
     return pm

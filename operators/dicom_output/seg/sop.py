@@ -24,7 +24,10 @@ from operators.dicom_output.common import (
     OutputKind,
     OutputSettings,
     check_inputs,
+    describe_series,
+    enhanced_equipment,
     flagged_description,
+    identity,
 )
 from operators.dicom_output.seg.content import vessel_segment
 from operators.values import SegmentationResult, SeriesVolume
@@ -59,14 +62,12 @@ def build_vessel_segmentation(
     array_name: ArrayName = "mean_probability" if fractional else "mask"
     check_inputs(volume, result, [array_name])
     kind = OutputKind.PROBABILITY if fractional else OutputKind.SEGMENTATION
-    series = settings.series_for(kind, volume)
     if fractional:
         pixels = np.asarray(result.mean_probability, dtype=np.float32)
         seg_type = hd.seg.SegmentationTypeValues.FRACTIONAL
     else:
         pixels = np.asarray(result.mask, dtype=np.uint8)
         seg_type = hd.seg.SegmentationTypeValues.BINARY
-    equipment = settings.equipment
     what = "vessel probability" if fractional else "vessel segmentation"
     try:
         seg = hd.seg.Segmentation(
@@ -74,14 +75,8 @@ def build_vessel_segmentation(
             pixel_array=pixels,
             segmentation_type=seg_type,
             segment_descriptions=[vessel_segment(result)],
-            series_instance_uid=settings.uid(volume, kind, result.model_version, "series"),
-            series_number=series.number,
-            sop_instance_uid=settings.uid(volume, kind, result.model_version, "sop"),
-            instance_number=1,
-            manufacturer=equipment.manufacturer,
-            manufacturer_model_name=equipment.model_name,
-            software_versions=equipment.software_versions_value,
-            device_serial_number=equipment.device_serial_number,
+            **identity(settings, kind, volume, result),
+            **enhanced_equipment(settings.equipment),
             fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
             max_fractional_value=MAX_FRACTIONAL_VALUE,
             content_description=flagged_description(
@@ -93,7 +88,5 @@ def build_vessel_segmentation(
         )
     except (ValueError, TypeError) as exc:
         raise DicomOutputError(f"highdicom refused the {what}: {exc}") from exc
-    seg.SeriesDescription = flagged_description(series.description, result, settings.ood_marker)
-    if equipment.institution_name:
-        seg.InstitutionName = equipment.institution_name
+    describe_series(seg, settings, kind, volume, result)
     return seg

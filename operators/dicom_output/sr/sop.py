@@ -16,7 +16,8 @@ from operators.dicom_output.common import (
     OutputSettings,
     add_private_coding_scheme,
     check_inputs,
-    flagged_description,
+    describe_series,
+    identity,
 )
 from operators.dicom_output.seg.enum import BLOOD_VESSEL, VESSEL_SEGMENT_NUMBER
 from operators.dicom_output.sr.content import device_observer_context, vessel_measurement_group
@@ -61,7 +62,6 @@ def build_measurement_report(
     check_inputs(volume, result, ["mask"])
     _check_segmentation(volume, segmentation)
     kind = OutputKind.REPORT
-    series = settings.series_for(kind, volume)
     equipment = settings.equipment
     report = hd.sr.MeasurementReport(
         observation_context=device_observer_context(settings),
@@ -72,12 +72,7 @@ def build_measurement_report(
         sr = hd.sr.Comprehensive3DSR(
             evidence=[*volume.source_datasets, segmentation],
             content=report[0],
-            series_instance_uid=settings.uid(volume, kind, result.model_version, "series"),
-            series_number=series.number,
-            sop_instance_uid=settings.uid(volume, kind, result.model_version, "sop"),
-            instance_number=1,
-            manufacturer=equipment.manufacturer,
-            institution_name=equipment.institution_name,
+            **identity(settings, kind, volume, result),
             # Machine-made and unverified: complete, but preliminary until a reader signs.
             is_complete=True,
             is_final=False,
@@ -85,7 +80,7 @@ def build_measurement_report(
         )
     except (ValueError, TypeError) as exc:
         raise DicomOutputError(f"highdicom refused the measurement report: {exc}") from exc
-    sr.SeriesDescription = flagged_description(series.description, result, settings.ood_marker)
+    describe_series(sr, settings, kind, volume, result)
     sr.ManufacturerModelName = equipment.model_name
     sr.SoftwareVersions = equipment.software_versions_value
     sr.DeviceSerialNumber = equipment.device_serial_number
