@@ -79,3 +79,11 @@ class ModelLoadError(PipelineError, exit_code=20, reason="model-integrity"):
 
 class OutputError(PipelineError, exit_code=30, reason="output-failed"):
     """The outputs could not be written."""
+
+
+class DicomOutputError(OutputError, ValueError):
+    """Inputs the writers cannot turn into valid objects; the message says which and why.
+
+    Raised by the DICOM writers (``operators.dicom_output``) for what only they need, and
+    as :class:`~operators.values.InvalidValueError` by the values passed between operators.
+    """

@@ -451,8 +451,9 @@ def test_segmentation_rejects_bad_inputs(
     case: SyntheticCase, volumes: dict[str, SeriesVolume], change, message: str
 ) -> None:
     volume = volumes["HFS"]
-    result, volume = change(make_result(case, volume), volume)
     with pytest.raises(DicomOutputError, match=message) as raised:
+        # The values reject what breaks their own invariants as they are made.
+        result, volume = change(make_result(case, volume), volume)
         build_vessel_segmentation(volume, result)
     assert raised.value.exit_code == 30
 
@@ -463,15 +464,15 @@ def test_writers_reject_bad_maps_and_mismatched_segmentations(
 ) -> None:
     volume = volumes["HFS"]
     result = make_result(case, volume)
-    too_likely = replace(result, mean_probability=result.mean_probability + 0.5)
     with pytest.raises(DicomOutputError, match=r"mean_probability must lie in \[0, 1\]"):
+        too_likely = replace(result, mean_probability=result.mean_probability + 0.5)
         build_vessel_segmentation(volume, too_likely, fractional=True)
     nan_mi = result.mutual_information.copy()
     nan_mi[0, 0, 0] = np.nan
     with pytest.raises(DicomOutputError, match="mutual_information holds NaN"):
         build_uncertainty_map(volume, replace(result, mutual_information=nan_mi))
-    negative = replace(result, predictive_entropy=result.predictive_entropy - 1.0)
     with pytest.raises(DicomOutputError, match="predictive_entropy must be >= 0"):
+        negative = replace(result, predictive_entropy=result.predictive_entropy - 1.0)
         build_uncertainty_map(volume, negative, "predictive_entropy")
     with pytest.raises(DicomOutputError, match="unknown quantity 'variance'"):
         build_uncertainty_map(volume, result, "variance")

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Sequence
 from typing import Literal, TypedDict
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from operators.errors import OutputError
-from operators.values import SegmentationResult, SeriesVolume
+from operators.errors import DicomOutputError
+from operators.values import SegmentationResult, SeriesVolume, check_same_grid
 
 __all__ = [
     "PRIVATE_CODING_SCHEME",
@@ -49,12 +47,7 @@ __all__ = [
 # review flag). Declared in the Coding Scheme Identification Sequence (C.12.1.1.4).
 PRIVATE_CODING_SCHEME = "99MINIVESS"
 _UID_NAMESPACE = "minivess-dicom-output"
-NEGATIVE_NATS_TOLERANCE = 1e-4
 LO_MAX = 64  # VR LO: labels, descriptions, algorithm names (PS3.5 6.2)
-
-
-class DicomOutputError(OutputError, ValueError):
-    """Inputs a writer cannot turn into a valid object; the message says which and why."""
 
 
 class OutputKind(enum.StrEnum):
@@ -243,48 +236,12 @@ def add_private_coding_scheme(dataset: Dataset) -> None:
     dataset.CodingSchemeIdentificationSequence = [item]
 
 
-ArrayName = Literal[
-    "mask", "mean_probability", "predictive_entropy", "expected_entropy", "mutual_information"
-]
+def check_inputs(volume: SeriesVolume, result: SegmentationResult) -> None:
+    """Fail with a specific message unless a DICOM object can be derived from ``volume``.
 
-
-def check_inputs(
-    volume: SeriesVolume, result: SegmentationResult, arrays: Sequence[ArrayName]
-) -> None:
-    """Fail with a specific message unless ``arrays`` of ``result`` fit ``volume``."""
+    The values check themselves when made (:mod:`operators.values`); a derived object
+    also needs the source instances (a NIfTI volume has none) and the result on their grid.
+    """
     if not volume.source_datasets:
         raise DicomOutputError("the volume has no source datasets to derive objects from")
-    shape = tuple(volume.voxels.shape)
-    if len(volume.source_datasets) != shape[0]:
-        raise DicomOutputError(
-            f"the volume has {shape[0]} slices but {len(volume.source_datasets)} source datasets"
-        )
-    for ds in volume.source_datasets:
-        if str(ds.get("StudyInstanceUID", "")) != volume.study_instance_uid:
-            raise DicomOutputError("a source dataset belongs to another study than the volume")
-        if str(ds.get("SeriesInstanceUID", "")) != volume.series_instance_uid:
-            raise DicomOutputError("a source dataset belongs to another series than the volume")
-        if (int(ds.get("Rows", 0)), int(ds.get("Columns", 0))) != shape[1:]:
-            raise DicomOutputError(
-                f"source dataset {ds.get('SOPInstanceUID', '?')} is "
-                f"{ds.get('Rows')}x{ds.get('Columns')}, the volume's slices {shape[1]}x{shape[2]}"
-            )
-    if not result.model_version or not result.model_name:
-        raise DicomOutputError("the segmentation result names no model (name and version)")
-    for name in arrays:
-        array = np.asarray(getattr(result, name))
-        if tuple(array.shape) != shape:
-            raise DicomOutputError(
-                f"{name} has shape {tuple(array.shape)}, the volume {shape} (slices, rows, columns)"
-            )
-        if not np.isfinite(array).all():
-            raise DicomOutputError(f"{name} holds NaN or infinite values")
-        if name == "mask" and not np.isin(array, (0, 1)).all():
-            raise DicomOutputError("mask must hold only 0 and 1")
-        if name == "mean_probability" and (array.min() < 0.0 or array.max() > 1.0):
-            raise DicomOutputError(
-                f"mean_probability must lie in [0, 1], got {array.min()}..{array.max()}"
-            )
-        # Mutual information is a difference of entropies: float rounding leaves -1e-7.
-        if name.endswith(("entropy", "information")) and array.min() < -NEGATIVE_NATS_TOLERANCE:
-            raise DicomOutputError(f"{name} must be >= 0 nats, got minimum {array.min()}")
+    check_same_grid(volume, result)

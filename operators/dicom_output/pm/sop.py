@@ -56,8 +56,8 @@ def build_uncertainty_map(
         raise DicomOutputError(
             f"unknown quantity {quantity!r}; expected one of {choices}"
         ) from None
-    check_inputs(volume, result, [quantity.value])
-    # Rounding may leave -1e-7 nats (check_inputs bounds it); a map of nats is >= 0.
+    check_inputs(volume, result)
+    # Rounding may leave -1e-7 nats (the result bounds it); a map of nats is >= 0.
     values = np.clip(np.asarray(getattr(result, quantity.value), dtype=np.float32), 0.0, None)
     kind = _KINDS[quantity]
     centre, width = window(values)

@@ -19,7 +19,6 @@ import highdicom as hd
 import numpy as np
 
 from operators.dicom_output.common import (
-    ArrayName,
     DicomOutputError,
     OutputKind,
     OutputSettings,
@@ -59,8 +58,7 @@ def build_vessel_segmentation(
     not fit the volume (shape, value range, missing sources).
     """
     settings = settings or OutputSettings()
-    array_name: ArrayName = "mean_probability" if fractional else "mask"
-    check_inputs(volume, result, [array_name])
+    check_inputs(volume, result)
     kind = OutputKind.PROBABILITY if fractional else OutputKind.SEGMENTATION
     if fractional:
         pixels = np.asarray(result.mean_probability, dtype=np.float32)

@@ -59,7 +59,7 @@ def build_measurement_report(
     ``result``; the report references its segment 1 and the source series.
     """
     settings = settings or OutputSettings()
-    check_inputs(volume, result, ["mask"])
+    check_inputs(volume, result)
     _check_segmentation(volume, segmentation)
     kind = OutputKind.REPORT
     equipment = settings.equipment
