@@ -15,7 +15,8 @@ carry patient identifiers.
 | 14 | ``VolumeTooLargeError``: the volume exceeds the configured memory budget |
 | 15 | ``InputNotFoundError``: the input path does not exist or is unreadable |
 | 20 | ``ModelLoadError``: a model file is missing, truncated or altered, or the manifest is bad |
-| 30 | ``OutputError``: the outputs could not be written |
+| 30 | ``OutputError``: the outputs could not be written; ``DicomOutputError``: no valid object
+  can be made of the values (``operators.values.InvalidValueError`` among them) |
 | 70 | an internal error (a bug): reported in one line, details in the log |
 | 78 | a settings error (EX_CONFIG): an unknown ``MINIVESS_*`` name, a malformed value or
   config file, bad selection rules (``SelectionRulesError``) |
