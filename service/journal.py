@@ -1,18 +1,21 @@
 """The job journal: SQLite (WAL), the single source of truth for studies and their jobs.
 
-A job is one study to process. States::
+:class:`Journal` is every read and write of the journal file. What it stores is in two
+modules beside it, re-exported here so that callers import from ``service.journal`` alone:
 
-    received -> queued -> processing -> exporting -> done
-                              |             |
-                              v             v
-                            failed      dead_letter --(retry-export)--> exporting
+- :mod:`service.job_states`: the states a job (one study to process) goes through,
+  ``received -> queued -> processing -> exporting -> done`` (or ``failed``,
+  ``dead_letter``), :data:`TRANSITIONS` (every legal change) and
+  :class:`IllegalTransitionError`;
+- :mod:`service.journal_schema`: the ``jobs`` and ``instances`` tables, the
+  :class:`Job` and :class:`Registered` records and how a connection is opened.
 
-:data:`TRANSITIONS` lists every legal state change; each is one transaction that checks
-the job's state in its UPDATE (an illegal one raises :class:`IllegalTransitionError`), so
-the journal survives a crash at any point and two writers cannot skip a state; on
-start :meth:`Journal.resume` puts interrupted work back (``processing`` -> ``queued``;
-``exporting`` stays, exports are idempotent). The ``instances`` table maps each spooled
-SOP Instance UID to its study and job and is what makes a re-sent instance a duplicate.
+Each transition is one transaction that checks the job's state in its UPDATE (an illegal
+one raises :class:`IllegalTransitionError`), so the journal survives a crash at any point
+and two writers cannot skip a state; on start :meth:`Journal.resume` puts interrupted
+work back (``processing`` -> ``queued``; ``exporting`` stays, exports are idempotent).
+The ``instances`` table maps each spooled SOP Instance UID to its study and job and is
+what makes a re-sent instance a duplicate.
 
 Durability: job transitions commit with ``synchronous=FULL`` (fsync per commit). Instance
 registrations commit without their own fsync (``synchronous=NORMAL`` on a second
@@ -34,116 +37,28 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel
+from service.job_states import (
+    TERMINAL,
+    TRANSITIONS,
+    UNFINISHED,
+    IllegalTransitionError,
+    JobState,
+    Transition,
+)
+from service.journal_schema import SCHEMA, Job, Registered, connect, job_from_row
 
-JobState = Literal["received", "queued", "processing", "exporting", "done", "failed", "dead_letter"]
-UNFINISHED: tuple[JobState, ...] = ("received", "queued", "processing", "exporting")
-TERMINAL: tuple[JobState, ...] = ("done", "failed", "dead_letter")
-
-Transition = Literal[
-    "queue", "claim", "resume", "export", "fail", "retry_later", "done", "dead_letter", "re_export"
+__all__ = [
+    "TERMINAL",
+    "TRANSITIONS",
+    "UNFINISHED",
+    "IllegalTransitionError",
+    "Job",
+    "JobState",
+    "Journal",
+    "Registered",
+    "Transition",
 ]
-# Every state change a job can make: transition -> (states it starts from, state it ends in).
-# Each is one UPDATE ... WHERE job_id=? AND state IN (sources), so an illegal one changes
-# nothing and raises IllegalTransitionError.
-TRANSITIONS: dict[Transition, tuple[tuple[JobState, ...], JobState]] = {
-    "queue": (("received",), "queued"),  # the study fell quiet (Grouper)
-    "claim": (("queued",), "processing"),  # the worker takes it
-    "resume": (("processing",), "queued"),  # a run cut short by a restart
-    "export": (("processing",), "exporting"),  # results written
-    "fail": (("processing",), "failed"),  # no results
-    "retry_later": (("exporting",), "exporting"),  # an export attempt failed
-    "done": (("exporting",), "done"),  # every destination has the results
-    "dead_letter": (("exporting",), "dead_letter"),  # export retries used up
-    "re_export": (("dead_letter", "done"), "exporting"),  # `retry-export`
-}
-
-
-class IllegalTransitionError(ValueError):
-    """The job is not in a state the transition starts from; nothing was changed."""
-
-    def __init__(
-        self, job_id: str, transition: Transition, state: str, message: str | None = None
-    ) -> None:
-        self.job_id, self.transition, self.state = job_id, transition, state
-        sources = "/".join(TRANSITIONS[transition][0])
-        super().__init__(message or f"job {job_id} is {state}: {transition} needs {sources}")
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    study_uid TEXT NOT NULL,
-    state TEXT NOT NULL,
-    source TEXT NOT NULL,
-    correlation_id TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    first_received_at REAL NOT NULL,
-    last_received_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    finished_at REAL,
-    instances INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    export_attempts INTEGER NOT NULL DEFAULT 0,
-    next_export_at REAL,
-    delivered TEXT NOT NULL DEFAULT '[]',
-    output_dir TEXT,
-    outputs TEXT NOT NULL DEFAULT '[]',
-    error TEXT,
-    error_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-DROP INDEX IF EXISTS jobs_study;
-CREATE INDEX IF NOT EXISTS jobs_study_created ON jobs(study_uid, created_at);
-CREATE TABLE IF NOT EXISTS instances (
-    sop_uid TEXT PRIMARY KEY,
-    study_uid TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    received_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
-"""
-
-
-class Job(BaseModel):
-    job_id: str
-    study_uid: str
-    state: JobState
-    source: str
-    correlation_id: str
-    created_at: float
-    first_received_at: float
-    last_received_at: float
-    updated_at: float
-    finished_at: float | None
-    instances: int
-    attempts: int
-    export_attempts: int
-    next_export_at: float | None
-    delivered: list[str]
-    output_dir: str | None
-    outputs: list[str]
-    error: str | None
-    error_reason: str | None
-
-
-class Registered(BaseModel):
-    """What :meth:`Journal.register_instance` did."""
-
-    job_id: str | None
-    duplicate: bool
-    new_job: bool
-
-
-def _job(row: sqlite3.Row) -> Job:
-    data = dict(row)
-    data["delivered"] = json.loads(data["delivered"])
-    data["outputs"] = json.loads(data["outputs"])
-    return Job.model_validate(data)
 
 
 class Journal:
@@ -153,18 +68,9 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._db = self._connect(path, "FULL")
-        self._db.executescript(_SCHEMA)
-        self._registrations = self._connect(path, "NORMAL")
-
-    @staticmethod
-    def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={synchronous}")
-        db.execute("PRAGMA busy_timeout=10000")
-        return db
+        self._db = connect(path, "FULL")
+        self._db.executescript(SCHEMA)
+        self._registrations = connect(path, "NORMAL")
 
     def close(self) -> None:
         with self._lock:
@@ -276,7 +182,7 @@ class Journal:
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-        return _job(row) if row else None
+        return job_from_row(row) if row else None
 
     def list_jobs(self, states: tuple[str, ...] | None = None, limit: int = 1000) -> list[Job]:
         query, args = "SELECT * FROM jobs", [*(states or ())]
@@ -285,7 +191,7 @@ class Journal:
         query += " ORDER BY created_at DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(query, (*args, limit)).fetchall()
-        return [_job(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     def unfinished_job_of(self, study_uid: str) -> str | None:
         """The study's newest unfinished job (where a re-sent instance of it already is);
@@ -336,7 +242,7 @@ class Journal:
             raise KeyError(f"no job {job_id}")
         if not changed:
             raise IllegalTransitionError(job_id, transition, str(row["state"]))
-        return _job(row)
+        return job_from_row(row)
 
     def mark_exporting(
         self,
@@ -399,7 +305,7 @@ class Journal:
                 "WHERE state='received' AND last_received_at<=?",
                 (time.time(), cutoff),
             )
-        return [_job(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     def claim_next_queued(self) -> Job | None:
         """The oldest ``queued`` job, now ``processing`` with one more attempt."""
@@ -415,7 +321,7 @@ class Journal:
                 (time.time(), row[0]),
             )
             claimed = db.execute("SELECT * FROM jobs WHERE job_id=?", (row[0],)).fetchone()
-        return _job(claimed)
+        return job_from_row(claimed)
 
     def next_export(self, now: float) -> tuple[Job | None, float | None]:
         """The ``exporting`` job due first (or None) and when the next one falls due."""
@@ -427,7 +333,7 @@ class Journal:
         if row is None:
             return None, None
         due = row["next_export_at"] or 0.0
-        return (_job(row), due) if due <= now else (None, due)
+        return (job_from_row(row), due) if due <= now else (None, due)
 
     def retry_export(self, job_id: str) -> Job:
         """Re-trigger the export of a dead-lettered (or done) job: all destinations again."""
