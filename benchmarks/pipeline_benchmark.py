@@ -36,7 +36,7 @@ import numpy as np
 from benchmarks.quiet import Quietness, Watch, idle_at_start, load_per_core
 from benchmarks.roofline import ensemble_flops, matmul_peaks
 from benchmarks.torchscript_members import export_members
-from containers.build import find_uv
+from containers.wheelhouse import find_uv
 from map_app.demo import seg_mask_in_slice_order
 from map_app.stack import raise_stack_limit
 from models.metrics import dice

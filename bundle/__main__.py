@@ -22,7 +22,7 @@ from bundle.build import DEFAULT_CACHE, DEFAULT_OUT, BuildOptions, BundleError, 
 from bundle.sbom import SbomError
 from bundle.signing import SigningError, keygen
 from bundle.verify import VerificationError, verify_bundle
-from containers.build import ContainerBuildError
+from containers.commands import ContainerBuildError
 
 
 def _parser() -> argparse.ArgumentParser:

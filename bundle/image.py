@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from containers import build
+from containers import podman
+from containers.commands import ContainerBuildError, Log
 
 PROBE = Path(__file__).with_name("probe.py")
 KEEP_CACHED_IMAGES = 3
@@ -39,10 +40,10 @@ class ImageRef:
 
 def describe_image(ref: str) -> ImageRef:
     """The id and OCI labels of a local image (built by containers.build or given)."""
-    labels = build.image_labels(ref)
+    labels = podman.image_labels(ref)
     if labels is None:
-        raise build.ContainerBuildError(f"no local image {ref}")
-    image_id = build.image_id(ref).removeprefix("sha256:")
+        raise ContainerBuildError(f"no local image {ref}")
+    image_id = podman.image_id(ref).removeprefix("sha256:")
     return ImageRef(
         ref=ref,
         id=image_id,
@@ -63,7 +64,7 @@ def _prune(cache_dir: Path, keep_id: str) -> None:
                 path.unlink(missing_ok=True)
 
 
-def oci_archive(image: ImageRef, cache_dir: Path, log: build.Log) -> Path:
+def oci_archive(image: ImageRef, cache_dir: Path, log: Log) -> Path:
     """The image as an OCI archive (``podman save --format oci-archive``), from cache."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     # The name it is saved under is inside the archive (podman load restores it).
@@ -76,7 +77,7 @@ def oci_archive(image: ImageRef, cache_dir: Path, log: build.Log) -> Path:
     partial = archive.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     log(f"image archive: podman save --format oci-archive {image.ref} ...")
-    build.podman("save", "--format", "oci-archive", "-o", str(partial), image.ref, timeout=1800)
+    podman.podman("save", "--format", "oci-archive", "-o", str(partial), image.ref, timeout=1800)
     partial.rename(archive)
     _prune(cache_dir, image.id)
     log(f"image archive: {archive.stat().st_size / 1e6:.0f} MB")
@@ -87,20 +88,20 @@ def sbom_tool_path() -> Path:
     """site-packages of this environment (cyclonedx-bom and its dependencies)."""
     path = Path(sysconfig.get_paths()["purelib"])
     if not (path / "cyclonedx_py").is_dir():
-        raise build.ContainerBuildError(
+        raise ContainerBuildError(
             f"cyclonedx-bom is not installed in {sys.prefix} (the 'release' dependency group)"
         )
     return path
 
 
-def image_facts(image: ImageRef, cache_dir: Path, log: build.Log) -> dict[str, Any]:
+def image_facts(image: ImageRef, cache_dir: Path, log: Log) -> dict[str, Any]:
     """What ``bundle/probe.py`` reports from inside the image (cached per image id)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     cached = cache_dir / f"{image.id}.facts.json"
     if cached.is_file():
         return dict(json.loads(cached.read_text()))
     log(f"image facts: probing {image.ref} (models, packages, SBOM) ...")
-    done = build.podman(
+    done = podman.podman(
         "run",
         "--rm",
         "--network",

@@ -32,23 +32,9 @@ from dataclasses import asdict
 
 from containers.base_image import ensure_base_image
 from containers.cache import cache_lock
-from containers.commands import ContainerBuildError, Log
+from containers.commands import ContainerBuildError
 from containers.images import VARIANTS, build_appliance_image, build_builder_image
-from containers.podman import image_id, image_labels, podman
-from containers.wheelhouse import ensure_wheelhouse, find_uv
-
-# The CLI; the other names are for callers outside containers/ that import them from here
-# (bundle/image.py, bundle/__main__.py, benchmarks/pipeline_benchmark.py). Each belongs
-# to its job's module, which new code imports instead.
-__all__ = [
-    "ContainerBuildError",
-    "Log",
-    "find_uv",
-    "image_id",
-    "image_labels",
-    "main",
-    "podman",
-]
+from containers.wheelhouse import ensure_wheelhouse
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make podman usable as root on a build machine of this kind: runc (crun fails on its
 # cgroup layout), cgroupfs, file events and explicit ulimits (containers/containers.conf).
-# containers/build.py and the tests point CONTAINERS_CONF at that file themselves; this
+# containers/podman.py and the tests point CONTAINERS_CONF at that file themselves; this
 # installs it as the system default too, so that plain `podman run` works for people,
 # unless the machine already has its own /etc/containers/containers.conf. Idempotent.
 set -euo pipefail
