@@ -24,8 +24,8 @@ from settings.base import EXIT_CONFIG, SettingsError, load
 from settings.reference import REFERENCE, render
 from settings.registry import MODELS, RENAMED, check_environment, known_names
 from settings.site import DeploySettings
-from tests.test_helm_chart import VALUE_SETS, values
-from tests.test_helm_chart import render as render_chart
+from tests.helm_support import VALUE_SETS, values
+from tests.helm_support import render as render_chart
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = re.compile(r"MINIVESS_[A-Z0-9][A-Z0-9_]*")
