@@ -9,20 +9,18 @@ the metrics in the manifest describe what the appliance actually runs.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from models.loader import LoadedEnsemble, LoadedMember
 from models.manifest import Normalisation
 from models.normalisation import normalisation_reference, normalise, resolve_modality
+from models.resampling import Box, Spacing, resample, resample_box
 from models.screen import WindowScreen, WindowTally, brightness, lumen_floor
 
-Spacing = tuple[float, float, float]
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 
@@ -39,32 +37,6 @@ class SlidingWindowSettings:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-def resampled_shape(shape: Sequence[int], source: Spacing, target: Spacing) -> tuple[int, int, int]:
-    """Grid on ``target`` spacing covering the same voxel-centre extent, first centres aligned."""
-    out = [
-        int(np.floor((n - 1) * s / t + 1e-6)) + 1
-        for n, s, t in zip(shape, source, target, strict=True)
-    ]
-    return (out[0], out[1], out[2])
-
-
-def resample(
-    volume: np.ndarray,
-    source: Spacing,
-    target: Spacing,
-    shape: Sequence[int] | None = None,
-    order: int = 1,
-) -> np.ndarray:
-    """Resample between grids sharing voxel (0,0,0) and axes; ``shape`` defaults to same extent."""
-    if tuple(source) == tuple(target) and (shape is None or tuple(shape) == volume.shape):
-        return volume
-    out_shape = tuple(shape) if shape is not None else resampled_shape(volume.shape, source, target)
-    scale = [t / s for s, t in zip(source, target, strict=True)]
-    return ndimage.affine_transform(
-        volume, scale, output_shape=out_shape, order=order, mode="nearest", prefilter=False
-    ).astype(np.float32, copy=False)
 
 
 def _window_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -89,6 +61,114 @@ def gaussian_importance(patch: Sequence[int], sigma_scale: float) -> np.ndarray:
     return np.maximum(weights, 1e-3).astype(np.float32)
 
 
+def _overlapping(starts: Sequence[int], patch: int) -> np.ndarray:
+    """(n, n) bool: which windows along one axis share a voxel."""
+    positions = np.asarray(starts)
+    return np.abs(positions[:, None] - positions[None, :]) < patch
+
+
+def _merge_along(boxes: list[list[int]], axis: int) -> list[list[int]]:
+    """Merge boxes ([z0, z1, y0, y1, x0, x1]) that touch along ``axis`` and match elsewhere."""
+    low, high = 2 * axis, 2 * axis + 1
+    merged: list[list[int]] = []
+    for box in sorted(boxes, key=lambda b: (*b[:low], *b[high + 1 :], b[low])):
+        previous = merged[-1] if merged else None
+        if (
+            previous is not None
+            and previous[:low] + previous[high + 1 :] == box[:low] + box[high + 1 :]
+            and box[low] <= previous[high]
+        ):
+            previous[high] = max(previous[high], box[high])
+        else:
+            merged.append(list(box))
+    return merged
+
+
+def _run_boxes(
+    corners: Sequence[tuple[int, int, int]], patch: Sequence[int], shape: Sequence[int]
+) -> list[Box]:
+    """Boxes (within ``shape``) covering the windows at ``corners``, few and tight.
+
+    One box per row of windows along x, then rows that touch are merged along y and along
+    z: a fully run volume is one box, a sparse one stays close to its windows.
+    """
+    rows: dict[tuple[int, int], list[int]] = {}
+    for z, y, x in corners:
+        rows.setdefault((z, y), []).append(x)
+    boxes = [
+        [
+            z,
+            min(z + patch[0], shape[0]),
+            y,
+            min(y + patch[1], shape[1]),
+            min(xs),
+            min(max(xs) + patch[2], shape[2]),
+        ]
+        for (z, y), xs in rows.items()
+    ]
+    boxes = _merge_along(_merge_along(boxes, 1), 0)
+    return [(slice(b[0], b[1]), slice(b[2], b[3]), slice(b[4], b[5])) for b in boxes]
+
+
+def _blend(
+    predict: Predictor,
+    volume: np.ndarray,
+    patch: Sequence[int],
+    settings: SlidingWindowSettings,
+    screen: WindowScreen | None,
+    tally: WindowTally | None,
+) -> tuple[np.ndarray, list[Box]]:
+    """Blended probability over ``volume`` and the boxes outside which it is 0.
+
+    Only the voxels of run windows can be non-zero; there the blending weight is the sum
+    over every window covering the voxel, run or skipped, and those all overlap a run
+    window. So only run windows and their neighbours are accumulated: memory pages of a
+    large, mostly skipped volume are never touched.
+    """
+    pads = [(0, max(0, p - n)) for n, p in zip(volume.shape, patch, strict=True)]
+    padded = np.pad(volume, pads, mode="edge") if any(p[1] for p in pads) else volume
+    importance = gaussian_importance(patch, settings.sigma_scale)
+    starts = [
+        _window_starts(n, p, settings.overlap) for n, p in zip(padded.shape, patch, strict=True)
+    ]
+    grid = np.ones([len(s) for s in starts], dtype=bool)  # which windows are run
+    pz, py, px = patch
+
+    def corner(index: Sequence[int] | np.ndarray) -> tuple[int, int, int]:
+        return (starts[0][int(index[0])], starts[1][int(index[1])], starts[2][int(index[2])])
+
+    if screen is not None:
+        for cell in np.ndindex(grid.shape):
+            z, y, x = corner(cell)
+            grid[cell] = screen.may_hold_lumen(
+                (slice(z, z + pz), slice(y, y + py), slice(x, x + px))
+            )
+    run = [corner(index) for index in np.argwhere(grid)]
+    if tally is not None:
+        tally.run += len(run)
+        tally.skipped += grid.size - len(run)
+    overlaps = [_overlapping(s, p).astype(np.int64) for s, p in zip(starts, patch, strict=True)]
+    near_run = np.einsum("ia,jb,kc,abc->ijk", *overlaps, grid.astype(np.int64)) > 0
+    accum = np.zeros(padded.shape, dtype=np.float32)
+    weight = np.zeros(padded.shape, dtype=np.float32)
+    for neighbour in np.argwhere(near_run & ~grid):
+        z, y, x = corner(neighbour)
+        weight[z : z + pz, y : y + py, x : x + px] += importance
+    for first in range(0, len(run), settings.batch_size):
+        batch_corners = run[first : first + settings.batch_size]
+        batch = np.stack([padded[z : z + pz, y : y + py, x : x + px] for z, y, x in batch_corners])
+        probability = _vessel_probability(predict, batch[:, None], settings.flips)
+        for (z, y, x), prob in zip(batch_corners, probability, strict=True):
+            accum[z : z + pz, y : y + py, x : x + px] += prob * importance
+            weight[z : z + pz, y : y + py, x : x + px] += importance
+    boxes = _run_boxes(run, patch, volume.shape)
+    blended = np.zeros(volume.shape, dtype=np.float32)
+    for box in boxes:
+        # A box may hold voxels no window reached (weight 0, accum 0): those stay 0.
+        np.divide(accum[box], np.maximum(weight[box], 1e-12), out=blended[box])
+    return blended, boxes
+
+
 def sliding_window_probability(
     predict: Predictor,
     volume: np.ndarray,
@@ -102,43 +182,47 @@ def sliding_window_probability(
     With ``screen``, windows that cannot hold a lumen are not run: they add probability 0
     with their blending weight. ``tally`` counts run and skipped windows.
     """
-    pads = [(0, max(0, p - n)) for n, p in zip(volume.shape, patch, strict=True)]
-    padded = np.pad(volume, pads, mode="edge") if any(p[1] for p in pads) else volume
-    importance = gaussian_importance(patch, settings.sigma_scale)
-    accum = np.zeros(padded.shape, dtype=np.float32)
-    weight = np.zeros(padded.shape, dtype=np.float32)
-    corners = list(
-        itertools.product(
-            *(
-                _window_starts(n, p, settings.overlap)
-                for n, p in zip(padded.shape, patch, strict=True)
-            )
-        )
+    return _blend(predict, volume, patch, settings, screen, tally)[0]
+
+
+def _native_box(box: Box, member_shape: Sequence[int], ratio: Spacing, shape: Sequence[int]) -> Box:
+    """The native voxels whose interpolation reads ``box`` of the member grid (a voxel wider).
+
+    ``ratio`` is native spacing / member spacing: native index i reads member index i * ratio.
+    """
+    out = []
+    for axis in range(3):
+        low = max(0, int(np.floor((box[axis].start - 1) / ratio[axis])))
+        if box[axis].stop >= member_shape[axis]:
+            high = shape[axis]  # beyond the member grid the edge value continues
+        else:
+            high = min(shape[axis], int(np.ceil(box[axis].stop / ratio[axis])) + 1)
+        out.append(slice(low, high))
+    return (out[0], out[1], out[2])
+
+
+def back_to_native(
+    probability: np.ndarray,
+    boxes: Sequence[Box],
+    member_spacing: Spacing,
+    spacing: Spacing,
+    shape: Sequence[int],
+) -> np.ndarray:
+    """``resample(probability, member_spacing, spacing, shape)`` where it can be non-zero.
+
+    ``probability`` is 0 outside ``boxes``; a native voxel none of whose neighbours lies in a
+    box is 0 too, so only the native boxes that read them are interpolated.
+    """
+    native = np.zeros(tuple(shape), dtype=np.float32)
+    ratio = (
+        spacing[0] / member_spacing[0],
+        spacing[1] / member_spacing[1],
+        spacing[2] / member_spacing[2],
     )
-    pz, py, px = patch
-    if screen is not None:
-        kept = []
-        for corner in corners:
-            z, y, x = corner
-            window = (slice(z, z + pz), slice(y, y + py), slice(x, x + px))
-            if screen.may_hold_lumen(window):
-                kept.append(corner)
-            else:
-                weight[window] += importance
-        if tally is not None:
-            tally.skipped += len(corners) - len(kept)
-        corners = kept
-    if tally is not None:
-        tally.run += len(corners)
-    for first in range(0, len(corners), settings.batch_size):
-        batch_corners = corners[first : first + settings.batch_size]
-        batch = np.stack([padded[z : z + pz, y : y + py, x : x + px] for z, y, x in batch_corners])
-        probability = _vessel_probability(predict, batch[:, None], settings.flips)
-        for (z, y, x), prob in zip(batch_corners, probability, strict=True):
-            accum[z : z + pz, y : y + py, x : x + px] += prob * importance
-            weight[z : z + pz, y : y + py, x : x + px] += importance
-    np.divide(accum, weight, out=accum)
-    return accum[: volume.shape[0], : volume.shape[1], : volume.shape[2]]
+    for box in boxes:
+        target = _native_box(box, probability.shape, ratio, shape)
+        native[target] = resample_box(probability, member_spacing, spacing, target)
+    return native
 
 
 def _vessel_probability(
@@ -180,7 +264,7 @@ def member_input(
     ``normalisation_reference(image, modality)`` when the caller already has it.
     """
     normalised = normalise(image, normalisation, modality, reference)
-    return resample(normalised, spacing, member_spacing, order=1)
+    return resample(normalised, spacing, member_spacing)
 
 
 def member_probability(
@@ -210,8 +294,8 @@ def member_probability(
             bright if bright is not None else brightness(prepared),
             lumen_floor(normalisation, modality),
         )
-    probability = sliding_window_probability(predict, prepared, patch, settings, screen, tally)
-    return resample(probability, member_spacing, spacing, shape=image.shape, order=1)
+    probability, boxes = _blend(predict, prepared, patch, settings, screen, tally)
+    return back_to_native(probability, boxes, member_spacing, spacing, image.shape)
 
 
 def ensemble_probabilities(

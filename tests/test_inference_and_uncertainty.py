@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from models.inference import (
     SlidingWindowSettings,
+    back_to_native,
     fuse,
-    resample,
-    resampled_shape,
+    gaussian_importance,
     sliding_window_probability,
 )
 from models.manifest import Normalisation
+from models.resampling import resample, resample_box, resampled_shape
 from models.screen import WindowScreen, WindowTally, brightness, lumen_floor
 from models.uncertainty import binary_entropy, study_uncertainty_score, voxel_uncertainty
 
@@ -81,6 +83,72 @@ def test_resampling_round_trip_keeps_positions() -> None:
     assert coarse[k, j, i] == pytest.approx(expected, abs=1e-4)
     back = resample(coarse, target, source, shape=ramp.shape)
     np.testing.assert_allclose(back[:-2, :-2, :-2], ramp[:-2, :-2, :-2], atol=1e-3)
+
+
+def _scipy_trilinear(volume: np.ndarray, source, target, shape) -> np.ndarray:
+    scale = [t / s for s, t in zip(source, target, strict=True)]
+    return ndimage.affine_transform(
+        volume, scale, output_shape=shape, order=1, mode="nearest", prefilter=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ((1.0, 0.5, 0.5), (0.6, 0.6, 0.6)),
+        ((0.6, 0.6, 0.6), (1.0, 0.5, 0.5)),
+        ((0.7, 0.43, 0.9), (0.5,) * 3),
+    ],
+)
+def test_separable_resampling_is_scipys_trilinear(source, target) -> None:
+    """Axis by axis gives scipy's trilinear values, also on a sub-box and past the edge."""
+    volume = np.random.default_rng(5).normal(size=(23, 31, 17)).astype(np.float32)
+    shape = resampled_shape(volume.shape, source, target)
+    np.testing.assert_allclose(
+        resample(volume, source, target), _scipy_trilinear(volume, source, target, shape), atol=1e-6
+    )
+    wider = (shape[0] + 3, shape[1] + 1, shape[2] + 2)  # beyond the last voxel: edge value
+    expected = _scipy_trilinear(volume, source, target, wider)
+    np.testing.assert_allclose(resample(volume, source, target, wider), expected, atol=1e-6)
+    box = (slice(2, 9), slice(0, 5), slice(4, wider[2]))
+    np.testing.assert_allclose(resample_box(volume, source, target, box), expected[box], atol=1e-6)
+
+
+def test_sparse_blending_and_return_equal_the_whole_volume_computation() -> None:
+    """Skipped windows far from run ones are not accumulated; the result is the same."""
+    rng = np.random.default_rng(6)
+    volume = rng.normal(0.0, 0.02, size=(40, 70, 64)).astype(np.float32)
+    volume[20:24, 50:54, 30:50] = 0.7
+    patch, settings = (16, 16, 16), SlidingWindowSettings(overlap=0.25, screen=True)
+    screen = WindowScreen(brightness(volume), lumen_floor(Normalisation(), "CT"))
+    result = sliding_window_probability(_pointwise, volume, patch, settings, screen)
+    # The whole-volume definition: every window adds its weight, run ones their probability.
+    importance = gaussian_importance(patch, settings.sigma_scale)
+    accum, weight = np.zeros_like(volume), np.zeros_like(volume)
+    starts = [
+        range(0, 40 - 16 + 1, 12),
+        [*range(0, 70 - 16 + 1, 12), 54],
+        range(0, 64 - 16 + 1, 12),
+    ]
+    for z in starts[0]:
+        for y in starts[1]:
+            for x in starts[2]:
+                window = (slice(z, z + 16), slice(y, y + 16), slice(x, x + 16))
+                weight[window] += importance
+                if screen.may_hold_lumen(window):
+                    accum[window] += importance / (1 + np.exp(-volume[window]))
+    np.testing.assert_allclose(result, accum / weight, atol=1e-6)
+    source, native = (0.6, 0.6, 0.6), (1.0, 0.5, 0.5)
+    shape = (25, 85, 77)
+    boxes = [(slice(12, 40), slice(36, 70), slice(24, 64))]  # where ``result`` is not 0
+    assert (
+        result[:12].max() == 0.0 and result[:, :36].max() == 0.0 and result[:, :, :24].max() == 0.0
+    )
+    np.testing.assert_allclose(
+        back_to_native(result, boxes, source, native, shape),
+        _scipy_trilinear(result, source, native, shape),
+        atol=1e-6,
+    )
 
 
 def test_uncertainty_decomposition() -> None:

@@ -73,9 +73,9 @@ def prepare_cases(cases: list[LoadedCase], recipe: MemberRecipe) -> list[Prepare
     prepared = []
     for case in cases:
         normalised = normalise(case.image, recipe.normalisation, case.modality.value)
-        image = resample(normalised, case.geometry.spacing, recipe.input_spacing_mm, order=1)
+        image = resample(normalised, case.geometry.spacing, recipe.input_spacing_mm)
         mask_prob = resample(
-            case.mask.astype(np.float32), case.geometry.spacing, recipe.input_spacing_mm, order=1
+            case.mask.astype(np.float32), case.geometry.spacing, recipe.input_spacing_mm
         )
         mask = (mask_prob >= 0.5).astype(np.uint8)
         prepared.append(PreparedCase(image, mask, np.argwhere(mask > 0)))
