@@ -26,6 +26,22 @@ PROVIDER_PREFERENCE = (
 )
 
 
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True where the CPU has bfloat16 instructions (AVX512-BF16 or AMX-BF16), as Linux says.
+
+    Elsewhere a bf16 request to OpenVINO silently runs fp32: a check of bf16 must know.
+    """
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
+        [],
+    )
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class ModelIntegrityError(RuntimeError):
     """A model file is missing or does not match its manifest entry."""
 
