@@ -13,6 +13,7 @@ trained on (k, j, i) arrays, so the wrapper permutes the spatial axes in and out
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -61,7 +62,12 @@ def weights_from_onnx(network: torch.nn.Module, onnx_file: Path) -> dict[str, to
     return filled
 
 
-def export_members(model_dir: Path, out_dir: Path) -> list[Path]:
+def export_members(model_dir: Path, out_dir: Path, monai_order: bool = True) -> list[Path]:
+    """TorchScript copies of the shipped members, each checked against its ONNX file.
+
+    ``monai_order``: the copy takes MONAI's (C, i, j, k) volumes (the reference app);
+    otherwise the members' own (z, y, x), as ``benchmarks.gpu_inference_check`` feeds them.
+    """
     manifest = read_manifest(model_dir)
     recipes = {recipe.name: recipe for recipe in SHIPPED.members}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,20 +75,21 @@ def export_members(model_dir: Path, out_dir: Path) -> list[Path]:
     for member in manifest.members:
         network = build_network(recipes[member.name])
         network.load_state_dict(weights_from_onnx(network, model_dir / member.file))
-        wrapped = IjkToKji(network.eval())
-        patch = member.patch_size
-        example = torch.randn(
-            1, 1, patch[2], patch[1], patch[0], generator=torch.Generator().manual_seed(0)
-        )
+        wrapped = IjkToKji(network.eval()) if monai_order else network.eval()
+        patch = member.patch_size if not monai_order else member.patch_size[::-1]
+        example = torch.randn(1, 1, *patch, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             traced = torch.jit.trace(wrapped, example)
             reference = torch.softmax(traced(example), 1).numpy()
         session = ort.InferenceSession(
             str(model_dir / member.file), providers=["CPUExecutionProvider"]
         )
-        logits = session.run(None, {"image": example.permute(0, 1, 4, 3, 2).numpy()})[0]
-        onnx_probability = torch.softmax(torch.from_numpy(logits), 1).permute(0, 1, 4, 3, 2).numpy()
-        difference = float(np.abs(reference - onnx_probability).max())
+        kji = example.permute(0, 1, 4, 3, 2) if monai_order else example
+        logits = torch.from_numpy(session.run(None, {"image": kji.numpy()})[0])
+        onnx_probability = torch.softmax(logits, 1)
+        if monai_order:
+            onnx_probability = onnx_probability.permute(0, 1, 4, 3, 2)
+        difference = float(np.abs(reference - onnx_probability.numpy()).max())
         if difference > 1e-4:
             raise RuntimeError(
                 f"{member.name}: TorchScript copy differs from the shipped ONNX "
@@ -92,4 +99,24 @@ def export_members(model_dir: Path, out_dir: Path) -> list[Path]:
         traced.save(str(path))
         written.append(path)
     shutil.copy(model_dir / MANIFEST_NAME, out_dir / MANIFEST_NAME)
+    return written
+
+
+def plain_members(model_dir: Path, out_dir: Path) -> list[Path]:
+    """Copies in the members' own (z, y, x) order and ``members.json`` (grid, patch,
+    normalisation), all that ``benchmarks.gpu_inference_check`` reads on a machine
+    without pydantic."""
+    written = export_members(model_dir, out_dir, monai_order=False)
+    manifest = read_manifest(model_dir)
+    described = [
+        {
+            "name": member.name,
+            "file": f"{member.name}.ts",
+            "patch": list(member.patch_size),
+            "spacing": list(member.input_spacing_mm),
+            "normalisation": member.normalisation.model_dump(mode="json"),
+        }
+        for member in manifest.members
+    ]
+    (out_dir / "members.json").write_text(json.dumps({"members": described}, indent=2))
     return written
