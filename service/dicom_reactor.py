@@ -1,14 +1,21 @@
 """Event-driven reactors for the gateway's pynetdicom associations.
 
-pynetdicom 3.0 runs two polling loops per association. The DUL thread sleeps 1 ms
-whenever a turn found nothing to do (``DULServiceProvider._run_loop_delay``, marked
-upstream "TODO: try and make this event based"); the association thread sleeps 1 ms at
-the top of every turn (``Association._run_reactor``). A C-STORE crosses both loops on
-the way in (PDUs -> DIMSE message -> handler) and the DUL loop again on the way out (the
-response), so each instance waited 2-3 ms in sleeps. With these reactors and 1 MiB PDUs
-a do-nothing pynetdicom Storage SCP takes 1.7x (128 KiB slices) to 1.9x (512 KiB) the
-instances/s of the stock one from dcmtk ``storescu`` (``python -m
+Why it exists: pynetdicom 3.0 runs two polling loops per association. The DUL thread
+sleeps 1 ms whenever a turn found nothing to do (``DULServiceProvider._run_loop_delay``,
+marked upstream "TODO: try and make this event based"); the association thread sleeps
+1 ms at the top of every turn (``Association._run_reactor``). A C-STORE crosses both
+loops on the way in (PDUs -> DIMSE message -> handler) and the DUL loop again on the way
+out (the response), so each instance waited 2-3 ms in sleeps. With these reactors and
+1 MiB PDUs a do-nothing pynetdicom Storage SCP takes 1.7x (128 KiB slices) to 1.9x
+(512 KiB) the instances/s of the stock one from dcmtk ``storescu`` (``python -m
 benchmarks.ingest_benchmark``, one association; what remains is pynetdicom's CPU).
+That is a gain in ingest only: end to end, ingest is not the appliance's bottleneck
+(pynetdicom's own ceiling is 0.2-0.4x storescp here; inference takes minutes), so this
+module is kept only while that gain is worth the upkeep below. The one part that is
+about safety, not speed (:class:`EventDrivenRequestHandler` bounds each read from a
+peer by the network timeout, so a peer stalled inside a PDU cannot hold a worker), is
+offered upstream on its own in service/upstream/pynetdicom-stalled-peer.md, and must
+stay (on pynetdicom's own ``RequestHandler``) if the reactors go.
 
 Here both loops block until there is work:
 
@@ -20,11 +27,41 @@ Here both loops block until there is work:
   waiting for it).
 
 Both waits also end after :data:`IDLE_WAIT_S`, so the timers (ARTIM, network/idle
-timeout) and a vanished peer are still noticed, as upstream's loops notice them. The
-loops are otherwise pynetdicom's own (written against 3.0.4, which the lock pins;
-``tests/test_dicom_reactor.py`` fails on another version, so an upgrade re-checks them).
-Only the gateway's acceptor associations use them (:class:`EventDrivenRequestHandler`);
-the export's requestor associations keep pynetdicom's reactors.
+timeout) and a vanished peer are still noticed, as upstream's loops notice them. Only
+the gateway's acceptor associations use them (:class:`EventDrivenRequestHandler`); the
+export's requestor associations keep pynetdicom's reactors.
+
+pynetdicom internals it depends on, as written in pynetdicom 3.0.4 (the version uv.lock
+pins; pyproject.toml pins it exactly; :data:`TESTED_PYNETDICOM`, checked by
+tests/test_dicom_reactor.py, which fails on any other version):
+
+* copies, changed: ``DULServiceProvider.run_reactor`` (its sleep becomes
+  :meth:`EventDrivenDUL._wait_for_work`, its exception branch
+  :meth:`EventDrivenDUL._abort_hard`) and ``Association._run_reactor`` (the sleep becomes
+  a wait on ``user_work``; a network timeout always aborts, whatever
+  ``network_timeout_response`` says);
+* overrides: ``DULServiceProvider.send_pdu``, ``kill_dul`` and ``stop_dul`` (its
+  ``Sta1``/``_kill_thread`` rule), and the private ``RequestHandler._create_association``;
+* private state read or set: the DUL's ``_kill_thread``, ``_idle_timer``,
+  ``artim_timer``, ``event_queue``, ``state_machine``, ``socket`` (an
+  ``AssociationSocket``; its ``.socket`` is the peer's), ``_process_recv_primitive()``
+  and ``_is_transport_event()``; the association's ``_dul_ready``, ``_started_dul``,
+  ``_kill``, ``_is_paused``, ``_reactor_checkpoint`` and ``_serve_request()``;
+* behaviour assumed: ``Association.run_reactor`` runs ``_run_reactor`` once an acceptor
+  is established; ``AssociationSocket(client_socket=...)`` puts ``Evt5`` on the DUL's
+  ``event_queue`` (:func:`make_event_driven` hands that queue to the new DUL); the
+  ``acse_timeout``/``network_timeout`` setters write the DUL's timers; ``Association``
+  keeps its state in instance attributes, so swapping ``__class__`` to a subclass that
+  adds only methods is safe; ``DULServiceProvider._read_pdu_data`` treats a timed-out
+  ``recv()`` as a closed connection (``Evt17``).
+
+A pynetdicom upgrade must re-check: diff each function named above (and
+``Association.kill``, ``AssociationSocket.recv``) against 3.0.4 and carry the changes
+into the copies here, or drop this module if upstream's loops became event-driven; drop
+the ``settimeout`` of :class:`EventDrivenRequestHandler` if upstream took the
+stalled-peer fix; then raise :data:`TESTED_PYNETDICOM` with the pin, run
+tests/test_dicom_reactor.py and tests/test_dicom_reactor_endings.py, and measure the
+gain again with ``benchmarks.ingest_benchmark``.
 """
 
 from __future__ import annotations
