@@ -187,3 +187,21 @@ def test_fusion_methods() -> None:
         fuse(members, "weighted", [1.0])
     with pytest.raises(ValueError, match="unknown fusion"):
         fuse(members, "median")
+
+
+@pytest.mark.parametrize("method", ["mean", "weighted", "majority"])
+def test_maps_computed_where_members_are_non_zero_equal_the_whole_volumes(method: str) -> None:
+    """The fusion skips voxels where every member is 0 (most of a screened study)."""
+    from operators.segmentation.fusion import _voxel_maps, nonzero_boxes, voxel_maps
+
+    rng = np.random.default_rng(7)
+    members = np.zeros((3, 70, 40, 50), dtype=np.float32)
+    members[:, 5:20, 10:30, 5:25] = rng.random((3, 15, 20, 20))
+    members[1, 60, 39, 49] = 0.7  # a lone voxel in a far corner, one member only
+    boxes = nonzero_boxes(members)
+    assert sum(int(np.prod([s.stop - s.start for s in box[1:]])) for box in boxes) < 40 * 50
+    args = (method, [1.0, 2.0, 1.0], 0.5, 0.84)
+    sparse, whole = voxel_maps(members, *args), _voxel_maps(members, *args)
+    assert sparse.keys() == whole.keys()
+    for name, value in whole.items():
+        np.testing.assert_array_equal(sparse[name], value, err_msg=name)
