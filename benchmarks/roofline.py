@@ -24,7 +24,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
-from models.loader import choose_providers, provider_entries, session_options
+from models.loader import choose_providers, load_ensemble, provider_entries, session_options
 from models.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,14 +111,42 @@ def matmul_peaks(threads: int) -> dict[str, float]:
     return {dtype: matmul_peak(dtype, threads) for dtype in ("fp32", "bf16")}
 
 
+def member_rates(
+    model_dir: Path, threads: int, batch: int = 2, repeats: int = 5
+) -> dict[str, float]:
+    """Seconds per window of each member alone (the appliance's sessions, bf16 where the CPU
+    has it, ``batch`` windows a call, median of ``repeats``): the networks without the
+    sliding window's whole-volume work, to set beside ``ensemble_flops``."""
+    ensemble = load_ensemble(model_dir, threads=threads, bf16=True)
+    rates = {}
+    for loaded in ensemble.members:
+        window = (
+            np.random.default_rng(2)
+            .standard_normal((batch, 1, *loaded.member.patch_size))
+            .astype(np.float32)
+        )
+        loaded.session.run(None, {loaded.input_name: window})  # warm-up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            loaded.session.run(None, {loaded.input_name: window})
+            times.append(time.perf_counter() - started)
+        rates[loaded.member.name] = statistics.median(times) / batch
+    return rates
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.roofline``: each shipped member's GFLOP per window and the peaks."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models" / "ensemble")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
+    seconds = member_rates(args.model_dir, args.threads)
     for name, flops in ensemble_flops(args.model_dir).items():
-        print(f"{name}: {flops / 1e9:.3f} GFLOP per window")
+        print(
+            f"{name}: {flops / 1e9:.3f} GFLOP per window, {seconds[name] * 1e3:.1f} ms per window "
+            f"alone = {flops / seconds[name] / 1e9:.1f} GFLOP/s"
+        )
     for dtype, peak in matmul_peaks(args.threads).items():
         print(f"matmul peak {dtype} ({args.threads} threads): {peak:.1f} GFLOP/s")
     return 0
