@@ -41,21 +41,32 @@ def member_flops(onnx_file: Path, patch: tuple[int, int, int]) -> float:
     for dim, value in zip(dims, (1, 1, *patch), strict=True):
         dim.ClearField("dim_param")
         dim.dim_value = value
-    inferred = shape_inference.infer_shapes(model)
+    # Data propagation follows Shape -> Reshape (GroupNorm's export): without it the
+    # shapes after every normalisation are unknown and those convolutions would count 0.
+    inferred = shape_inference.infer_shapes(model, data_prop=True)
     shapes = {
         value.name: _dims(value)
         for value in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
     }
     weights = {init.name: list(init.dims) for init in model.graph.initializer}
     flops = 0.0
+
+    def known(name: str) -> list[int]:
+        shape = shapes.get(name, [])
+        if not shape or 0 in shape:
+            raise ValueError(
+                f"{onnx_file}: shape of {name!r} not inferred ({shape}): FLOPs unknown"
+            )
+        return shape
+
     for node in inferred.graph.node:
         if node.op_type == "Conv":
             # weight (Cout, Cin/groups, k...): every output element takes Cin/groups * k^3 MACs
-            out = shapes[node.output[0]]
+            out = known(node.output[0])
             flops += 2.0 * float(np.prod(out[1:])) * float(np.prod(weights[node.input[1]][1:]))
         elif node.op_type == "ConvTranspose":
             # weight (Cin, Cout/groups, k...): every input element spreads Cout/groups * k^3 MACs
-            source = shapes[node.input[0]]
+            source = known(node.input[0])
             flops += 2.0 * float(np.prod(source[1:])) * float(np.prod(weights[node.input[1]][1:]))
     if flops == 0.0:
         raise ValueError(f"{onnx_file}: no convolution found (shape inference failed?)")

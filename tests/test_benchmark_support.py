@@ -103,3 +103,10 @@ def test_member_flops_counts_every_convolution(tmp_path: Path) -> None:
     conv = 2 * 8**3 * 4 * 27  # every output voxel and channel: 27 MACs
     transpose = 2 * 8**3 * 4 * 2 * 8  # every input element spreads to 2 channels x 8 taps
     assert member_flops(path, (8, 8, 8)) == conv + transpose
+
+
+def test_member_flops_follows_shapes_through_group_norm() -> None:
+    """SegResNet's GroupNorm exports as Shape -> Reshape: every conv after one must count.
+    Its first level alone (init conv 1->8, two 8->8 3x3x3 convs on 48^3) is 0.81 GFLOP."""
+    first_level = 2 * 48**3 * 27 * (1 * 8 + 2 * 8 * 8)
+    assert member_flops(MODELS / "segresnet-b.onnx", (48, 48, 48)) > first_level
