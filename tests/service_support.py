@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
 from compliance.audit import AuditLog
+from map_app.pipeline import Pipeline
 from operators.run_report import ModelSummary, RunReport
 from service.gateway import Gateway
 from service.ingest import InstanceIngest
@@ -38,6 +40,12 @@ RESULT_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.30": "uncertainty_map",
     "1.2.840.10008.5.1.4.1.1.88.34": "sr",
 }
+
+
+@pytest.fixture(scope="module", name="pipeline")
+def pipeline_fixture() -> Pipeline:
+    """The shipped ensemble's pipeline, one per test module that imports this fixture."""
+    return Pipeline(MODELS)
 
 
 class StubRunner:

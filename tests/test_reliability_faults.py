@@ -27,13 +27,13 @@ from service.journal import Journal
 from service.observability.metrics import ApplianceMetrics
 from service.spool import Spool
 from tests.peers import free_port, run_orthanc, storescu
-from tests.service_support import (
+from tests.service_support import (  # pipeline_fixture: the module's pipeline fixture
     CT_IMAGE,
-    MODELS,
     association,
     make_study,
     metric,
     orthanc_sop_uids,
+    pipeline_fixture,  # noqa: F401
     result_uids,
     settings_for,
     wait_finished,
@@ -41,11 +41,6 @@ from tests.service_support import (
 )
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> Pipeline:
-    return Pipeline(MODELS)
 
 
 @pytest.mark.requirement("SRS-073")

@@ -33,8 +33,7 @@ from tests.peers import (
     run_orthanc,
     storescu,
 )
-from tests.service_support import (
-    MODELS,
+from tests.service_support import (  # pipeline_fixture: the module's pipeline fixture
     ROOT,
     association,
     jobs_of,
@@ -43,6 +42,7 @@ from tests.service_support import (
     orthanc_file,
     orthanc_sop_uids,
     orthanc_upload,
+    pipeline_fixture,  # noqa: F401
     result_uids,
     settings_for,
     truncated_copy,
@@ -51,11 +51,6 @@ from tests.service_support import (
 )
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> Pipeline:
-    return Pipeline(MODELS)
 
 
 @pytest.fixture(scope="module")
