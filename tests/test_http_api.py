@@ -28,11 +28,11 @@ from pydicom.dataset import Dataset
 from map_app.pipeline import Pipeline
 from service.app import Service
 from tests.peers import assert_dicom_valid, free_port
-from tests.service_support import (
-    MODELS,
+from tests.service_support import (  # pipeline_fixture: the module's pipeline fixture
     ROOT,
     make_study,
     metric,
+    pipeline_fixture,  # noqa: F401
     settings_for,
     truncated_copy,
     wait_for,
@@ -45,11 +45,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PROBLEM = "application/problem+json"
 RELATED = 'multipart/related; type="application/dicom"'
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> Pipeline:
-    return Pipeline(MODELS)
 
 
 @pytest.fixture(scope="module")
