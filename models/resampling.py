@@ -17,6 +17,7 @@ import numpy as np
 
 Spacing = tuple[float, float, float]
 Box = tuple[slice, slice, slice]
+_CHUNK_VOXELS = 1 << 22  # per slab of an interpolation pass (16 MiB of float32)
 
 
 def resampled_shape(shape: Sequence[int], source: Spacing, target: Spacing) -> tuple[int, int, int]:
@@ -48,12 +49,26 @@ def _interpolate_axis(volume: np.ndarray, axis: int, coordinates: np.ndarray) ->
     shape = [1, 1, 1]
     shape[axis] = len(coordinates)
     fraction = fraction.reshape(shape)
-    below = np.take(volume, lower, axis=axis)
-    above = np.take(volume, upper, axis=axis)
-    above -= below
-    above *= fraction
-    above += below
-    return above
+    out_shape = list(volume.shape)
+    out_shape[axis] = len(coordinates)
+    out = np.empty(out_shape, dtype=np.float32)
+    # Slab by slab along z: the neighbours' copies stay small (a whole-volume pass would
+    # hold two more volumes at once, half a gigabyte each on a large study).
+    step = max(1, _CHUNK_VOXELS // max(1, int(np.prod(out_shape[1:]))))
+    for start in range(0, out_shape[0], step):
+        rows = slice(start, start + step)
+        if axis == 0:
+            below, above = volume[lower[rows]], volume[upper[rows]]
+            weight = fraction[rows]
+        else:
+            below = np.take(volume[rows], lower, axis=axis)
+            above = np.take(volume[rows], upper, axis=axis)
+            weight = fraction
+        above -= below
+        above *= weight
+        above += below
+        out[rows] = above
+    return out
 
 
 def _source_coordinates(out_start: int, out_stop: int, source: float, target: float) -> np.ndarray:
