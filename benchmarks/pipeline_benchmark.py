@@ -349,13 +349,14 @@ def main(argv: list[str] | None = None) -> int:
         help="exit 0 even when a run was not quiet (the table still says NOT QUIET)",
     )
     args = parser.parse_args(argv)
+    # Read before our own preparation (compiling, tracing), whose load would count against it.
+    quiet, load = idle_at_start(), load_per_core()
     python = args.ours_python or appliance_python(args.work)
     for interpreter in (python, Path(sys.executable)):
         compile_bytecode(interpreter)
     models = args.work / "torchscript"
     export_members(ROOT / "models" / "ensemble", models)
-    quiet = idle_at_start()
-    print(f"machine: {machine()}; load/core before the first run {load_per_core():.2f}"
+    print(f"machine: {machine()}; load/core before the benchmark started {load:.2f}"
           f"{'' if quiet else ' (NOT QUIET: something else is running)'}")  # fmt: skip
     flops = ensemble_flops(ROOT / "models" / "ensemble")
     peaks = matmul_peaks(threads=os.cpu_count() or 1)
