@@ -2,13 +2,15 @@
 
 Those machines have Python 3.12, PyTorch (CUDA 13), numpy and a CPU-only ONNX Runtime;
 no onnxruntime-gpu, TensorRT, pydantic, pydicom or Holoscan, and nothing can be fetched.
-So this file needs only numpy and torch there: the members travel as TorchScript copies
+So this file needs only numpy and torch there (its window geometry and grid come from the
+numpy-only ``models.windows`` and ``models.resampling``; run it as a module from the
+checkout's root): the members travel as TorchScript copies
 recovered from the shipped ONNX files (``benchmarks.torchscript_members``, checked there
 against ONNX Runtime within 1e-4), with their grid and normalisation in ``members.json``.
 
 It runs the appliance's inference stage on the GPU: CT normalisation, trilinear
 resampling to each member's grid (the same mapping as ``models.resampling``), every
-sliding window (the same overlap and Gaussian blending as ``models.inference``; no lumen
+sliding window (the same windows and Gaussian blending, ``models.windows``; no lumen
 screen, so this is the whole work), test-time flips, softmax, and resampling back; the
 fused probability is the members' mean. It prints p50/p95 of the stage against the 2 s
 target. What it proves: how fast these networks and this sliding window run on that GPU
@@ -17,14 +19,13 @@ can show: the appliance's own GPU path (``benchmarks/gpu_benchmark.sh``), DICOM 
 out, and TensorRT's kernels.
 
     python -m benchmarks.gpu_inference_check prepare --out var/gpu-check      # here
-    python3 benchmarks/gpu_inference_check.py run --members var/gpu-check    # there
+    python3 -m benchmarks.gpu_inference_check run --members var/gpu-check    # there
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -32,29 +33,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.resampling import resampled_shape
+from models.windows import SlidingWindowSettings, gaussian_importance, window_starts
+
 TARGET_S = 2.0
 FLIPS = ((2,), (3,), (4,))  # z, y, x of a (batch, channel, z, y, x) tensor
 
 
-def window_starts(size: int, patch: int, overlap: float) -> list[int]:
-    """As ``models.inference._window_starts``."""
-    if size <= patch:
-        return [0]
-    stride = max(1, round(patch * (1.0 - overlap)))
-    starts = list(range(0, size - patch + 1, stride))
-    if starts[-1] != size - patch:
-        starts.append(size - patch)
-    return starts
-
-
-def importance(patch: list[int], sigma_scale: float, device: torch.device) -> torch.Tensor:
-    """As ``models.inference.gaussian_importance``."""
-    axes = []
-    for n in patch:
-        sigma = max(n * sigma_scale, 1e-3)
-        axes.append(np.exp(-0.5 * ((np.arange(n) - (n - 1) / 2.0) / sigma) ** 2))
-    weights = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
-    weights = np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
+def importance(patch: list[int], device: torch.device) -> torch.Tensor:
+    """``models.windows.gaussian_importance`` on the device."""
+    weights = gaussian_importance(patch, SlidingWindowSettings().sigma_scale)
     return torch.from_numpy(weights).to(device)
 
 
@@ -91,10 +79,8 @@ def member_probability(
     norm = member["normalisation"]
     centre, width = norm["ct_centre_hu"], norm["ct_width_hu"]
     normalised = ((image - centre) / width).clamp(*norm["ct_clip"])
-    grid = [
-        math.floor((n - 1) * s / t + 1e-6) + 1
-        for n, s, t in zip(image.shape, spacing, member["spacing"], strict=True)
-    ]
+    native = (spacing[0], spacing[1], spacing[2])
+    grid = list(resampled_shape(image.shape, native, member["spacing"]))
     prepared = resample(normalised, spacing, member["spacing"], grid)
     patch = member["patch"]
     pads = [max(0, p - n) for n, p in zip(prepared.shape, patch, strict=True)]
@@ -102,7 +88,7 @@ def member_probability(
         prepared = torch.nn.functional.pad(
             prepared[None, None], (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate"
         )[0, 0]
-    weights = importance(patch, 0.125, image.device)
+    weights = importance(patch, image.device)
     accum = torch.zeros_like(prepared)
     total = torch.zeros_like(prepared)
     corners = [
@@ -170,7 +156,7 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--spacing", default="1.0,0.5,0.5", help="mm: slices, rows, columns")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--overlap", type=float, default=SlidingWindowSettings().overlap)
     parser.add_argument("--no-flips", action="store_true", help="without test-time flips")
     parser.add_argument("--fp32", action="store_true", help="without bf16 autocast")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,45 +19,9 @@ from models.manifest import Normalisation
 from models.normalisation import normalisation_reference, normalise, resolve_modality
 from models.resampling import Box, Spacing, resample, resample_box
 from models.screen import WindowScreen, WindowTally, brightness, lumen_floor
+from models.windows import SlidingWindowSettings, gaussian_importance, window_starts
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class SlidingWindowSettings:
-    overlap: float = 0.25
-    batch_size: int = 2
-    sigma_scale: float = 0.125
-    flips: tuple[tuple[int, ...], ...] = ()  # spatial axes (0=z, 1=y, 2=x) to flip for TTA
-    screen: bool = False  # skip windows that cannot hold a lumen (models.screen)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-def _window_starts(size: int, patch: int, overlap: float) -> list[int]:
-    if size <= patch:
-        return [0]
-    stride = max(1, round(patch * (1.0 - overlap)))
-    starts = list(range(0, size - patch + 1, stride))
-    if starts[-1] != size - patch:
-        starts.append(size - patch)
-    return starts
-
-
-def gaussian_importance(patch: Sequence[int], sigma_scale: float) -> np.ndarray:
-    """Weights favouring patch centres, so seams between windows do not show."""
-    axes = []
-    for n in patch:
-        centre = (n - 1) / 2.0
-        sigma = max(n * sigma_scale, 1e-3)
-        axes.append(np.exp(-0.5 * ((np.arange(n) - centre) / sigma) ** 2))
-    weights = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
-    weights = weights / weights.max()
-    return np.maximum(weights, 1e-3).astype(np.float32)
 
 
 def _overlapping(starts: Sequence[int], patch: int) -> np.ndarray:
@@ -129,7 +92,7 @@ def _blend(
     padded = np.pad(volume, pads, mode="edge") if any(p[1] for p in pads) else volume
     importance = gaussian_importance(patch, settings.sigma_scale)
     starts = [
-        _window_starts(n, p, settings.overlap) for n, p in zip(padded.shape, patch, strict=True)
+        window_starts(n, p, settings.overlap) for n, p in zip(padded.shape, patch, strict=True)
     ]
     grid = np.ones([len(s) for s in starts], dtype=bool)  # which windows are run
     pz, py, px = patch

@@ -55,3 +55,16 @@ def test_the_check_prints_and_writes_its_figures(members: Path, tmp_path: Path, 
         "unet-c",
     ]
     assert "| CPU | 40x40x16 | 3 x 1 passes |" in capsys.readouterr().out
+
+
+def test_the_check_imports_without_what_the_gpu_machines_lack() -> None:
+    """No pydantic, onnxruntime-gpu, scipy, pydicom or Holoscan there: numpy and torch only."""
+    import subprocess
+    import sys
+
+    blocked = "import sys\nfor m in ('pydantic', 'onnxruntime', 'scipy', 'pydicom', 'holoscan'):"
+    code = f"{blocked}\n    sys.modules[m] = None\nimport benchmarks.gpu_inference_check"
+    root = MODELS.parents[1]
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=root, check=True, env={"PYTHONPATH": str(root)}
+    )

@@ -10,13 +10,13 @@ from models.inference import (
     SlidingWindowSettings,
     back_to_native,
     fuse,
-    gaussian_importance,
     sliding_window_probability,
 )
 from models.manifest import Normalisation
 from models.resampling import resample, resample_box, resampled_shape
 from models.screen import WindowScreen, WindowTally, brightness, lumen_floor
 from models.uncertainty import binary_entropy, study_uncertainty_score, voxel_uncertainty
+from models.windows import gaussian_importance
 
 
 def _pointwise(batch: np.ndarray) -> np.ndarray:
