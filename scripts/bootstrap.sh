@@ -28,7 +28,8 @@ TORCH_WHEEL="torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 TORCH_INDEX="https://download.pytorch.org/whl/cpu/torch/"
 APT_PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb prometheus
     podman buildah skopeo runc mmdebstrap containernetworking-plugins
-    shellcheck util-linux iproute2 uidmap catatonit)
+    shellcheck util-linux iproute2 uidmap catatonit
+    chromium chromium-driver)
 
 die() {
     echo "bootstrap: $*" >&2
