@@ -206,6 +206,8 @@ def test_observe_run_report_maps_stages_members_and_flags() -> None:
     assert value("minivess_study_latency_seconds_count") == 1
     assert value("minivess_study_uncertainty_score_sum") == pytest.approx(0.07)
     assert value("minivess_ood_flags_total") == 1
+    assert value("minivess_studies_analysed_total", {"flagged": "true"}) == 1
+    assert value("minivess_studies_analysed_total", {"flagged": "false"}) == 0  # created at 0
     info = {
         "name": "minivess-vessel-ensemble",
         "version": "1.0.0",

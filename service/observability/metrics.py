@@ -2,7 +2,10 @@
 
 Units are in the names (``_seconds``, ``_bytes``), counters end in ``_total``, labels
 have small fixed value sets (stage, reason, outcome), never UIDs or anything that could
-identify a patient.
+identify a patient. Counters whose label values are a fixed set (the ``*_OUTCOMES``,
+``*_CHANNELS`` and ``ROUTING_ACTIONS`` below) start every series at 0, so a dashboard or
+an alert sees "none yet" as 0 rather than as no data, and ``increase()`` counts the first
+event. The Grafana dashboard over these metrics is ``helm/minivess/dashboards/minivess.json``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ from operators.run_report import ModelSummary, RunReport
 # Studies take seconds to minutes; per-stage times from milliseconds up.
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 STUDY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
+
+# The label values of the fixed-set counters (each series is created at 0).
+STUDY_OUTCOMES = ("done", "failed")
+EXPORT_OUTCOMES = ("ok", "retried", "dead_lettered")
+NOTIFICATION_CHANNELS = ("fhir", "hl7")
+NOTIFICATION_OUTCOMES = ("sent", "retried", "dead_lettered")
+ROUTING_ACTIONS = ("process", "ignore", "route")
+FLAGGED = ("true", "false")
 
 
 class ApplianceMetrics:
@@ -91,7 +102,46 @@ class ApplianceMetrics:
             "Share of drifted features in the latest drift report.",
             registry=r,
         )
-        self.model_info = Info("minivess_model", "The loaded ensemble.", registry=r)
+        self.studies_analysed = Counter(
+            "minivess_studies_analysed_total",
+            "Studies the pipeline answered (at least one series done), by whether any "
+            "series was flagged out-of-distribution (flagged: true/false; a flagged study "
+            "is answered and marked for human review). Review flag rate: "
+            'flagged="true" / all.',
+            ["flagged"],
+            registry=r,
+        )
+        self.model_info = Info(
+            "minivess_model",
+            "The loaded ensemble (name, version, providers, members); value 1.",
+            registry=r,
+        )
+        self.notifications = Counter(
+            "minivess_notifications_total",
+            "Result notifications to the record system, by channel (fhir: FHIR R4 "
+            "DiagnosticReport; hl7: HL7 v2 ORU^R01 over MLLP) and outcome (sent; retried: "
+            "an attempt failed and another is scheduled; dead_lettered: retries exhausted).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.routing_decisions = Counter(
+            "minivess_routing_decisions_total",
+            "Routing rule decisions on complete studies, by action (process: run the "
+            "pipeline; ignore: not processed; route: forwarded to another destination).",
+            ["action"],
+            registry=r,
+        )
+        for outcome in STUDY_OUTCOMES:
+            self.studies.labels(outcome=outcome)
+        for outcome in EXPORT_OUTCOMES:
+            self.exports.labels(outcome=outcome)
+        for flagged in FLAGGED:
+            self.studies_analysed.labels(flagged=flagged)
+        for channel in NOTIFICATION_CHANNELS:
+            for outcome in NOTIFICATION_OUTCOMES:
+                self.notifications.labels(channel=channel, outcome=outcome)
+        for action in ROUTING_ACTIONS:
+            self.routing_decisions.labels(action=action)
 
 
 def stage_label(timing_key: str) -> tuple[str, str]:
@@ -113,6 +163,8 @@ def observe_run_report(
     """Record one finished pipeline run: stage times, uncertainty scores, OOD flags.
 
     One observation per (stage, member) and run (the write outputs summed into "write").
+    A run with at least one series done counts once in ``minivess_studies_analysed_total``
+    (flagged="true" when any done series is out-of-distribution).
     ``study_latency_s`` (last instance received -> export done) is observed when given;
     the studies/exports counters are the caller's (they depend on the export outcome).
     """
@@ -122,13 +174,15 @@ def observe_run_report(
         summed[labels] = summed.get(labels, 0.0) + seconds
     for (stage, member), seconds in summed.items():
         metrics.stage_seconds.labels(stage=stage, member=member).observe(seconds)
-    for series in report.series:
-        if series.status != "done":
-            continue
+    done = [series for series in report.series if series.status == "done"]
+    for series in done:
         if series.uncertainty_score is not None:
             metrics.uncertainty_score.observe(series.uncertainty_score)
         if series.out_of_distribution:
             metrics.ood_flags.inc()
+    if done:
+        flagged = any(series.out_of_distribution for series in done)
+        metrics.studies_analysed.labels(flagged="true" if flagged else "false").inc()
     if study_latency_s is not None:
         metrics.study_seconds.observe(study_latency_s)
 
