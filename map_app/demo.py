@@ -4,7 +4,10 @@ Generates the demo study (seeded: always the same voxels and UIDs) as a DICOM se
 a localizer and shuffled file names, runs the MAP pipeline on it with the shipped
 ensemble (models verified against their manifest first), and prints a summary: series
 found, Dice against the known ground truth, uncertainty score and flag, seconds per stage
-and where the SEG is.
+and where the SEG is. Beside each series' results it writes ``vessel-preview.png``: the
+maximum-intensity projection of the study with the vessel SEG over it and the uncertainty
+map beside it (:mod:`operators.preview`, the same pictures as the web console's), read
+back from the written SEG and map, not from the pipeline's memory.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from map_app.pipeline import Pipeline
 from map_app.stack import ensure_holoscan_stack
 from models.metrics import dice
 from operators.errors import PipelineError
+from operators.preview import PreviewError, mip_picture, png_bytes
+from operators.preview.results import read_result_volumes
 from synthetic.case import Modality, generate_case
 from synthetic.dicom_series import DicomQuirks, write_series
 
 DEMO_SEED = 7
+PREVIEW_NAME = "vessel-preview.png"
 
 
 def seg_mask_in_slice_order(seg_path: Path, sop_instance_uids: list[str]) -> np.ndarray:
@@ -38,6 +44,15 @@ def seg_mask_in_slice_order(seg_path: Path, sop_instance_uids: list[str]) -> np.
         source = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
         mask[index[source]] = frame
     return mask
+
+
+def write_preview(outputs: dict[str, str], source_files: list[Path]) -> Path:
+    """``vessel-preview.png`` next to the series' SEG: MIP with the SEG | uncertainty."""
+    seg = Path(outputs["seg"])
+    volumes = read_result_volumes(seg, Path(outputs["uncertainty_map"]), source_files)
+    target = seg.parent / PREVIEW_NAME
+    target.write_bytes(png_bytes(mip_picture(volumes)))
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         for kind, path in outcome.outputs.items():
             print(f"  {kind:<16} {path}")
+        try:
+            picture = write_preview(outcome.outputs, list(written.files))
+        except PreviewError as error:  # the results stand; only their picture is missing
+            print(f"  picture: not written: {error}", file=sys.stderr)
+        else:
+            print(f"  picture (PNG)    {picture}  (MIP with the vessel SEG | uncertainty map)")
     print("seconds per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings_s.items()))
     print(f"report: {args.output / 'result' / 'report.json'}")
     return 0
