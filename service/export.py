@@ -14,6 +14,11 @@ Instance UIDs are the same every time, so a destination keeps one copy.
 
 A destination with ``tls: true`` is reached over TLS (:func:`service.tls.client_context`:
 its certificate must verify against ``dicom_tls_ca`` and its host name).
+
+Result notifications (:mod:`service.notify`: FHIR, HL7 v2) are delivery channels of the
+same loop: a job is ``done`` when every DICOM destination and every notification channel
+has it, and a failing channel counts towards the same retries and dead-letter. The
+notifications go out only once every DICOM destination has the results.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import ssl
 import time
 from pathlib import Path
+from typing import Protocol
 
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian
@@ -30,6 +36,7 @@ from pynetdicom import AE, evt
 from service.background import BackgroundLoop
 from service.gateway import on_conn_open
 from service.journal import Job, Journal
+from service.notify import NotificationError
 from service.observability.metrics import ApplianceMetrics
 from service.settings import ExportDestination, ServiceSettings
 from service.spool import Spool
@@ -93,6 +100,43 @@ def store_files(
             assoc.release()
 
 
+class Channel(Protocol):
+    """Where a job's results go: a DICOM destination or a notification channel."""
+
+    name: str  # how the journal (``delivered``) and the logs name it
+
+    def send(self, job: Job, files: list[Path]) -> None:
+        """Deliver, or raise ExportError, NotificationError or OSError."""
+
+
+class DicomChannel:
+    """A C-STORE destination as a channel (:func:`store_files`)."""
+
+    def __init__(
+        self, destination: ExportDestination, calling_ae: str, timeout: float,
+        tls: ssl.SSLContext | None,
+    ) -> None:  # fmt: skip
+        self.destination, self.name = destination, destination.name
+        self.calling_ae, self.timeout, self.tls = calling_ae, timeout, tls
+
+    def send(self, job: Job, files: list[Path]) -> None:
+        store_files(self.destination, files, self.calling_ae, self.timeout, self.tls)
+        log.info("job %s: %d files stored at %s", job.job_id, len(files), self.name)
+
+
+def notification_channels(settings: ServiceSettings) -> list[Channel]:
+    """The configured notification channels (none by default); FHIR before HL7."""
+    from service.notify.fhir import FhirChannel  # fhir.resources/hl7apy only when used
+    from service.notify.hl7 import Hl7Channel
+
+    channels: list[Channel] = []
+    if settings.fhir_base_url is not None:
+        channels.append(FhirChannel(settings))
+    if settings.hl7_host is not None:
+        channels.append(Hl7Channel(settings))
+    return channels
+
+
 class Exporter(BackgroundLoop):
     """The export thread: picks due ``exporting`` jobs from the journal, one at a time."""
 
@@ -113,6 +157,11 @@ class Exporter(BackgroundLoop):
         # Built once, at start-up: a bad certificate or CA file stops the service early.
         needs_tls = any(d.tls for d in settings.export_destinations)
         self._tls = client_context(settings) if needs_tls else None
+        self.dicom: list[Channel] = [
+            DicomChannel(d, settings.ae_title, settings.export_timeout_s, self._tls)
+            for d in settings.export_destinations
+        ]
+        self.notifications = notification_channels(settings)
 
     def start(self) -> None:
         if not self.settings.export_destinations:
@@ -140,19 +189,23 @@ class Exporter(BackgroundLoop):
             return self._dead_letter(job, job.delivered, f"result files missing: {missing}")
         delivered = list(job.delivered)
         errors: list[str] = []
-        for destination in self.settings.export_destinations:
-            if destination.name in delivered:
-                continue
-            started = time.perf_counter()
-            try:
-                store_files(destination, files, self.settings.ae_title,
-                            self.settings.export_timeout_s, self._tls)  # fmt: skip
-            except (ExportError, OSError) as error:
-                errors.append(f"{destination.name}: {error}")
-                continue
-            self.metrics.stage_seconds.labels("export", "").observe(time.perf_counter() - started)
-            delivered.append(destination.name)
-            log.info("job %s: %d files stored at %s", job.job_id, len(files), destination.name)
+        for group in (self.dicom, self.notifications):
+            if errors:  # notify the record system only of results the PACS has
+                break
+            for channel in group:
+                if channel.name in delivered:
+                    continue
+                started = time.perf_counter()
+                try:
+                    channel.send(job, files)
+                except (ExportError, NotificationError, OSError) as error:
+                    errors.append(f"{channel.name}: {error}")
+                    continue
+                if group is self.dicom:
+                    self.metrics.stage_seconds.labels("export", "").observe(
+                        time.perf_counter() - started
+                    )
+                delivered.append(channel.name)
         if not errors:
             return self._done(job, delivered)
         attempts = job.export_attempts + 1

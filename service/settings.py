@@ -166,6 +166,31 @@ class ServiceSettings(MinivessSettings):
     export_backoff_s: float = Field(default=5.0, ge=0, description="first retry delay, doubled")
     export_max_backoff_s: float = Field(default=300.0, ge=0, description="longest retry delay")
     export_timeout_s: float = Field(default=30.0, gt=0, description="DIMSE/network timeout")
+    fhir_base_url: str | None = Field(
+        default=None,
+        description="FHIR R4 server base URL (http or https) that gets a DiagnosticReport "
+        "transaction Bundle per processed study, with the export's retries; None = off",
+    )
+    fhir_auth_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token for fhir_base_url; put it in the secret file "
+        "MINIVESS_FHIR_AUTH_TOKEN under MINIVESS_SECRETS_DIR, not in the config file",
+    )
+    fhir_tls_ca: Path | None = Field(
+        default=None, description="PEM CA certificates for an https fhir_base_url (default: system)"
+    )
+    hl7_host: str | None = Field(
+        default=None,
+        description="RIS host that gets an HL7 v2.5 ORU^R01 per processed study over MLLP, "
+        "with the export's retries; None = off",
+    )
+    hl7_port: int = Field(default=2575, ge=1, le=65535, description="MLLP port of hl7_host")
+    hl7_receiving_application: str = Field(
+        default="RIS", description="MSH-5 of the ORU^R01 messages (the RIS's application name)"
+    )
+    notification_timeout_s: float = Field(
+        default=30.0, gt=0, description="timeout of one FHIR request or MLLP exchange"
+    )
     dev_mode: bool = Field(default=False, description="developer defaults (no API auth)")
     api_token: SecretStr | None = Field(
         default=None, description="bearer token of the HTTP API (sidecar)"
@@ -208,6 +233,10 @@ class ServiceSettings(MinivessSettings):
             )
         if self.metrics_port and self.metrics_port in (self.http_port, self.dicom_port):
             raise ValueError("metrics_port must differ from http_port and dicom_port")
+        if self.fhir_base_url is not None and not self.fhir_base_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("fhir_base_url must be an http:// or https:// URL")
         if self.dev_mode and self.api_token is not None:
             raise ValueError("dev_mode turns API authentication off: unset api_token or dev_mode")
         return self
@@ -221,6 +250,7 @@ class ServiceSettings(MinivessSettings):
             "http_tls_cert": self.http_tls_cert,
             "http_tls_key": self.http_tls_key,
             "pipeline_config": self.pipeline_config,
+            "fhir_tls_ca": self.fhir_tls_ca,
         }
         return [f"{name}: {path}" for name, path in named.items()
                 if path is not None and not path.is_file()]  # fmt: skip
