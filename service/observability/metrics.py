@@ -2,10 +2,12 @@
 
 Units are in the names (``_seconds``, ``_bytes``), counters end in ``_total``, labels
 have small fixed value sets (stage, reason, outcome), never UIDs or anything that could
-identify a patient. Counters whose label values are a fixed set (the ``*_OUTCOMES``,
-``*_CHANNELS`` and ``ROUTING_ACTIONS`` below) start every series at 0, so a dashboard or
-an alert sees "none yet" as 0 rather than as no data, and ``increase()`` counts the first
-event. The Grafana dashboard over these metrics is ``helm/minivess/dashboards/minivess.json``.
+identify a patient. Counters and histograms whose label values are a fixed set (the
+stages, interfaces, outcomes, channels and routing actions below; the ensemble members
+once the model is named) start every series at 0, so a dashboard or an alert sees "none
+yet" as 0 rather than as no data, and ``rate()``/``increase()`` count the first event
+(a series born at 1 shows no increase). The Grafana dashboard over these metrics:
+``helm/minivess/dashboards/minivess.json``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from operators.run_report import ModelSummary, RunReport
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 STUDY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
 
-# The label values of the fixed-set counters (each series is created at 0).
+# The label values of the fixed-set counters and histograms (each series is created at 0;
+# the inference histogram's per-member series when the model is named, set_model_info).
+PIPELINE_STAGES = ("receive", "load", "select", "volume", "inference", "uncertainty", "write",
+                   "export")  # fmt: skip
+INTERFACES = ("dimse", "http")
 STUDY_OUTCOMES = ("done", "failed")
 EXPORT_OUTCOMES = ("ok", "retried", "dead_lettered")
 NOTIFICATION_CHANNELS = ("fhir", "hl7")
@@ -35,7 +41,7 @@ class ApplianceMetrics:
         r = self.registry
         self.stage_seconds = Histogram(
             "minivess_stage_duration_seconds",
-            "Time spent in one pipeline stage for one series (receive, select, volume, "
+            "Time spent in one pipeline stage for one series (receive, load, select, volume, "
             "inference, uncertainty, write, export); inference also per ensemble member.",
             ["stage", "member"],
             buckets=STAGE_BUCKETS,
@@ -131,6 +137,11 @@ class ApplianceMetrics:
             ["action"],
             registry=r,
         )
+        for stage in PIPELINE_STAGES:
+            self.stage_seconds.labels(stage=stage, member="")
+        for interface in INTERFACES:
+            self.instances_received.labels(interface=interface)
+            self.instances_duplicate.labels(interface=interface)
         for outcome in STUDY_OUTCOMES:
             self.studies.labels(outcome=outcome)
         for outcome in EXPORT_OUTCOMES:
@@ -188,7 +199,8 @@ def observe_run_report(
 
 
 def set_model_info(metrics: ApplianceMetrics, model: ModelSummary) -> None:
-    """``minivess_model_info{name, version, providers, members}`` from the loaded ensemble."""
+    """``minivess_model_info{name, version, providers, members}`` from the loaded ensemble,
+    and the inference histogram's series of each member, at 0."""
     metrics.model_info.info(
         {
             "name": model.name,
@@ -197,3 +209,5 @@ def set_model_info(metrics: ApplianceMetrics, model: ModelSummary) -> None:
             "members": ",".join(model.members),
         }
     )
+    for member in model.members:
+        metrics.stage_seconds.labels(stage="inference", member=member)
