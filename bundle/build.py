@@ -9,6 +9,7 @@ layers are compressed already; members in this order, owner root, times from
     [manifest.json.keyless.sigstore.json]      keyless Sigstore signature (CI, optional)
     airgap/deploy.sh, bundlecheck.py, ...      the site installer (standard library only)
     compliance/...                             the rendered IEC 62304 documents
+    grafana/minivess.json                      the Grafana dashboard (for a manual import)
     helm/minivess-<chart version>.tgz          the packaged Helm chart
     images/minivess-appliance-<version>-<variant>.oci.tar   podman save --format oci-archive
     models/minivess-vessel-ensemble/...        the ONNX ensemble, its manifest and model card
@@ -41,6 +42,7 @@ from bundle.manifest import (
     AIRGAP_DIR,
     CHART_DIR,
     COMPLIANCE_DIR,
+    DASHBOARD,
     IMAGE_SBOM,
     IMAGES_DIR,
     KEYLESS_SIGNATURE,
@@ -67,6 +69,7 @@ DEFAULT_OUT = REPO / "var" / "bundle"
 DEFAULT_CACHE = DEFAULT_OUT / "cache"
 ENSEMBLE = REPO / "models" / "ensemble"
 CHART = REPO / "helm" / "minivess"
+DASHBOARD_SOURCE = CHART / "dashboards" / "minivess.json"  # the one source of the dashboard
 AIRGAP_FILES = (
     "deploy.sh",
     "health.sh",
@@ -239,6 +242,7 @@ def build_bundle(options: BuildOptions, log: Log = _stderr) -> BuiltBundle:
         files[archive_name] = archive
         models = _models(files, facts)
         chart = _chart(work, files, version)
+        files[DASHBOARD] = DASHBOARD_SOURCE
         files[PYTHON_SBOM], files[IMAGE_SBOM] = _sboms(image, facts, build_time, options, work)
         _compliance(work, options.compliance_dir, files, log)
         _smoke_study(work, files)

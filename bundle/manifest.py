@@ -51,6 +51,9 @@ SBOM_DIR = "sbom"
 COMPLIANCE_DIR = "compliance"
 SMOKE_DIR = "smoke/study"
 AIRGAP_DIR = "airgap"
+# The Grafana dashboard (the chart's dashboards/minivess.json, also inside the chart):
+# for sites that import it into Grafana by hand.
+DASHBOARD = "grafana/minivess.json"
 PYTHON_SBOM = f"{SBOM_DIR}/python-environment.cdx.json"
 IMAGE_SBOM = f"{SBOM_DIR}/appliance-image.cdx.json"
 

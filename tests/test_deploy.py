@@ -91,12 +91,17 @@ def test_bundle_cli_builds_and_verifies_offline(
         )
     assert names[:2] == ["manifest.json", "manifest.json.sigstore.json"]
     assert {n.split("/")[0] for n in names} >= {
-        "airgap", "compliance", "helm", "images", "models", "sbom", "smoke"
+        "airgap", "compliance", "grafana", "helm", "images", "models", "sbom", "smoke"
     }  # fmt: skip
     assert manifest["release"] == 1 and manifest["version"] == provenance.project_version()
     assert manifest["git_commit"].startswith(provenance.git_revision()[:40])
     assert {f["path"] for f in manifest["files"]} == set(names[2:])
     assert "models/minivess-vessel-ensemble/model_card.md" in names  # the card ships
+    # The Grafana dashboard ships for a manual import: listed and hashed like every file,
+    # the chart's own dashboards/minivess.json (its one source).
+    listed = {f["path"]: f["sha256"] for f in manifest["files"]}
+    dashboard = REPO / "helm" / "minivess" / "dashboards" / "minivess.json"
+    assert listed["grafana/minivess.json"] == hashlib.sha256(dashboard.read_bytes()).hexdigest()
     for component in python_sbom["components"]:  # the lock's hashes, per distribution
         assert any(ref.get("hashes") for ref in component["externalReferences"]), component
     assert (bundle.parent / f"{bundle.name}.sha256").read_text().split()[0] == summary["sha256"]
