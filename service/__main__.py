@@ -57,6 +57,7 @@ def preflight(settings: ServiceSettings) -> None:
     import ssl
 
     from map_app.config import load_config
+    from service.export import notification_channels
     from service.tls import client_context, server_context
 
     missing = settings.missing_files()
@@ -73,6 +74,13 @@ def preflight(settings: ServiceSettings) -> None:
         except (ssl.SSLError, OSError) as error:
             raise SettingsError(f"cannot load the HTTP TLS certificate/key: {error}") from error
     load_config(settings.pipeline_config)
+    from service.routing import Router
+
+    Router.from_settings(settings)  # the rule file parses and names known destinations
+    try:
+        notification_channels(settings)  # e.g. a fhir_tls_ca that is no CA file
+    except (ssl.SSLError, OSError) as error:
+        raise SettingsError(f"cannot load fhir_tls_ca: {error}") from error
 
 
 def serve(settings: ServiceSettings) -> int:

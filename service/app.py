@@ -22,6 +22,7 @@ from service.ingest import InstanceIngest
 from service.journal import Journal
 from service.observability.exposition import MetricsServer
 from service.observability.metrics import ApplianceMetrics, set_model_info
+from service.routing import Router
 from service.settings import ServiceSettings
 from service.spool import Spool
 from service.study_recorder import StudyRecorder, site_audit_log
@@ -70,7 +71,9 @@ class Service:
         self.worker = Worker(settings, self.journal, self.spool, self.pipeline, self.metrics,
                              on_exporting=self.exporter.notify, recorder=self.recorder)  # fmt: skip
         self.grouper = Grouper(self.journal, self.metrics, settings.quiet_period_s,
-                               on_queued=self.worker.notify, recorder=self.recorder)  # fmt: skip
+                               on_queued=self.worker.notify, recorder=self.recorder,
+                               router=(Router.from_settings(settings), self.spool,
+                                       self.exporter.notify))  # fmt: skip
         self._started = False
         # HTTP sidecar hook (service/http): on for `serve`, off by default in-process.
         self._http_wanted = http

@@ -162,6 +162,8 @@ class Exporter(BackgroundLoop):
             for d in settings.export_destinations
         ]
         self.notifications = notification_channels(settings)
+        # Destinations with results=false get only what a routing rule sends them.
+        self._results = {d.name for d in settings.export_destinations if d.results}
 
     def start(self) -> None:
         if not self.settings.export_destinations:
@@ -177,6 +179,19 @@ class Exporter(BackgroundLoop):
         # Poll the journal too: `retry-export` from another process writes there.
         return 1.0 if due is None else min(1.0, max(0.0, due - time.time()))
 
+    def _channels(self, job: Job, errors: list[str]) -> tuple[list[Channel], list[Channel]]:
+        """(DICOM channels, notification channels) of the job: the defaults, or those a
+        routing rule named (a name no longer configured is an error of this attempt)."""
+        if job.destinations is None:
+            return [c for c in self.dicom if c.name in self._results], self.notifications
+        known = {c.name: c for c in (*self.dicom, *self.notifications)}
+        errors.extend(f"{n}: no longer configured" for n in job.destinations if n not in known)
+        named = [known[n] for n in job.destinations if n in known]
+        return (
+            [c for c in named if c in self.dicom],
+            [c for c in named if c in self.notifications],
+        )
+
     def backoff(self, attempt: int) -> float:
         delay = self.settings.export_backoff_s * 2 ** max(0, attempt - 1)
         return float(min(delay, self.settings.export_max_backoff_s))
@@ -189,7 +204,8 @@ class Exporter(BackgroundLoop):
             return self._dead_letter(job, job.delivered, f"result files missing: {missing}")
         delivered = list(job.delivered)
         errors: list[str] = []
-        for group in (self.dicom, self.notifications):
+        dicom, notifications = self._channels(job, errors)
+        for group in (dicom, notifications):
             if errors:  # notify the record system only of results the PACS has
                 break
             for channel in group:
@@ -201,15 +217,22 @@ class Exporter(BackgroundLoop):
                 except (ExportError, NotificationError, OSError) as error:
                     errors.append(f"{channel.name}: {error}")
                     continue
-                if group is self.dicom:
+                if isinstance(channel, DicomChannel):
                     self.metrics.stage_seconds.labels("export", "").observe(
                         time.perf_counter() - started
                     )
+                else:
+                    self._count_notification(channel, "sent")
                 delivered.append(channel.name)
         if not errors:
             return self._done(job, delivered)
         attempts = job.export_attempts + 1
-        if attempts > self.settings.export_retries:
+        # Every notification not delivered now is retried, or dead-lettered with the job.
+        outcome = "dead_lettered" if attempts > self.settings.export_retries else "retried"
+        for channel in notifications:
+            if channel.name not in delivered:
+                self._count_notification(channel, outcome)
+        if outcome == "dead_lettered":
             return self._dead_letter(job, delivered, "; ".join(errors))
         delay = self.backoff(attempts)
         self.metrics.exports.labels("retried").inc()
@@ -219,11 +242,16 @@ class Exporter(BackgroundLoop):
             job.job_id, attempts, time.time() + delay, delivered, "; ".join(errors)
         )
 
+    def _count_notification(self, channel: Channel, outcome: str) -> None:
+        """minivess_notifications_total{channel=fhir|hl7}: the channel name's scheme."""
+        self.metrics.notifications.labels(channel.name.partition(":")[0], outcome).inc()
+
     # Metrics first, then the journal: whoever sees a terminal state sees it counted.
     def _done(self, job: Job, delivered: list[str]) -> Job:
         self.metrics.exports.labels("ok").inc()
-        self.metrics.studies.labels("done").inc()
-        self.metrics.study_seconds.observe(max(0.0, time.time() - job.last_received_at))
+        if job.destinations is None:  # routed studies were forwarded, not analysed
+            self.metrics.studies.labels("done").inc()
+            self.metrics.study_seconds.observe(max(0.0, time.time() - job.last_received_at))
         note = None if job.error_reason == "export-retrying" else job.error
         done = self.journal.mark_done(job.job_id, delivered, note)
         log.info("job %s: done", job.job_id)

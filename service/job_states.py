@@ -3,9 +3,11 @@
 A job is one study to process. States::
 
     received -> queued -> processing -> exporting -> done
-                              |             |
-                              v             v
-                            failed      dead_letter --(retry-export)--> exporting
+        |                     |           ^  |
+        |                     v           |  v
+        |                   failed        |  dead_letter --(retry-export)--> exporting
+        +--(routing rule: route)----------+
+        +--(routing rule: ignore)--> ignored
 
 :data:`TRANSITIONS` lists every legal state change. :class:`service.journal.Journal`
 makes each one a single transaction that checks the job's state in its UPDATE, so an
@@ -16,13 +18,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-JobState = Literal["received", "queued", "processing", "exporting", "done", "failed", "dead_letter"]
+JobState = Literal[
+    "received", "queued", "processing", "exporting", "done", "failed", "dead_letter", "ignored"
+]
 UNFINISHED: tuple[JobState, ...] = ("received", "queued", "processing", "exporting")
-TERMINAL: tuple[JobState, ...] = ("done", "failed", "dead_letter")
+TERMINAL: tuple[JobState, ...] = ("done", "failed", "dead_letter", "ignored")
 
 Transition = Literal[
-    "queue", "claim", "resume", "export", "fail", "retry_later", "done", "dead_letter", "re_export"
-]
+    "queue", "claim", "resume", "export", "fail", "retry_later", "done", "dead_letter",
+    "re_export", "route", "ignore",
+]  # fmt: skip
 # Every state change a job can make: transition -> (states it starts from, state it ends in).
 # Each is one UPDATE ... WHERE job_id=? AND state IN (sources), so an illegal one changes
 # nothing and raises IllegalTransitionError.
@@ -36,6 +41,8 @@ TRANSITIONS: dict[Transition, tuple[tuple[JobState, ...], JobState]] = {
     "done": (("exporting",), "done"),  # every destination has the results
     "dead_letter": (("exporting",), "dead_letter"),  # export retries used up
     "re_export": (("dead_letter", "done"), "exporting"),  # `retry-export`
+    "route": (("received",), "exporting"),  # a routing rule forwards the study as received
+    "ignore": (("received",), "ignored"),  # a routing rule: not processed (files kept)
 }
 
 

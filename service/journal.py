@@ -46,7 +46,8 @@ from service.job_states import (
     JobState,
     Transition,
 )
-from service.journal_schema import SCHEMA, Job, Registered, connect, job_from_row
+from service.journal_routing import JournalRouting
+from service.journal_schema import SCHEMA, Job, Registered, connect, job_from_row, migrate
 
 __all__ = [
     "TERMINAL",
@@ -61,8 +62,9 @@ __all__ = [
 ]
 
 
-class Journal:
-    """Thread-safe access to the journal file (one connection, one lock)."""
+class Journal(JournalRouting):
+    """Thread-safe access to the journal file (one connection, one lock); the routing
+    decisions (queue with a priority, route, ignore) are in :class:`JournalRouting`."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +72,7 @@ class Journal:
         self._lock = threading.RLock()
         self._db = connect(path, "FULL")
         self._db.executescript(SCHEMA)
+        migrate(self._db)
         self._registrations = connect(path, "NORMAL")
 
     def close(self) -> None:
@@ -220,10 +223,12 @@ class Journal:
         assignments: str = "",
         values: tuple[object, ...] = (),
         condition: str = "1",
+        condition_values: tuple[object, ...] = (),
     ) -> Job:
         """Move one job along ``transition`` in one transaction, setting ``assignments``
-        (this module's SQL, never a caller's) besides the state; ``KeyError`` for an
-        unknown job, :class:`IllegalTransitionError` when it is in another state."""
+        (this module's SQL, never a caller's) besides the state, if ``condition`` holds;
+        ``KeyError`` for an unknown job, :class:`IllegalTransitionError` when it is in
+        another state or the condition does not hold."""
         sources, target = TRANSITIONS[transition]
         now = time.time()
         columns, stamps = ["state=?", "updated_at=?"], [target, now]
@@ -236,7 +241,9 @@ class Journal:
             f"WHERE job_id=? AND state IN ({marks}) AND {condition}"
         )
         with self._tx() as db:
-            changed = db.execute(sql, (*stamps, *values, job_id, *sources)).rowcount
+            changed = db.execute(
+                sql, (*stamps, *values, job_id, *sources, *condition_values)
+            ).rowcount
             row = db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         if row is None:
             raise KeyError(f"no job {job_id}")
@@ -307,11 +314,15 @@ class Journal:
             )
         return [job_from_row(r) for r in rows]
 
-    def claim_next_queued(self) -> Job | None:
-        """The oldest ``queued`` job, now ``processing`` with one more attempt."""
+    def claim_next_queued(self, now: float | None = None) -> Job | None:
+        """The ``queued`` job of highest priority, oldest first, whose ``not_before`` has
+        come (off-peak studies wait), now ``processing`` with one more attempt."""
+        now = time.time() if now is None else now
         with self._tx() as db:
             row = db.execute(
-                "SELECT job_id FROM jobs WHERE state='queued' ORDER BY last_received_at LIMIT 1"
+                "SELECT job_id FROM jobs WHERE state='queued' AND COALESCE(not_before, 0)<=? "
+                "ORDER BY priority DESC, last_received_at LIMIT 1",
+                (now,),
             ).fetchone()
             if row is None:
                 return None

@@ -4,7 +4,9 @@
 ``instances`` maps each spooled SOP Instance UID to its study and job and is what makes a
 re-sent instance a duplicate. :data:`SCHEMA` is applied on every open and is idempotent
 (``IF NOT EXISTS``; the ``DROP INDEX`` retires the older ``jobs_study`` index, replaced by
-``jobs_study_created``). :func:`connect` opens a connection the way the journal needs it.
+``jobs_study_created``). :func:`connect` opens a connection the way the journal needs it;
+:func:`migrate` adds the columns of later releases to a journal file written before them
+(:data:`ADDED_COLUMNS`: the routing decision of :mod:`service.routing`).
 
 Holds DICOM UIDs (not identifying on their own) and never patient names or IDs.
 """
@@ -56,6 +58,28 @@ CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
 """
 
 
+# Columns added after the first release, with their definitions: added by migrate() to an
+# older journal file (SQLite's ALTER TABLE ADD COLUMN; a new file gets them the same way).
+ADDED_COLUMNS = {
+    # Claim order: higher first (service.routing.PRIORITIES: stat 2, normal 1, off-peak 0).
+    "priority": "INTEGER NOT NULL DEFAULT 1",
+    # Not claimed before this time (an off-peak study waits for its window); NULL = now.
+    "not_before": "REAL",
+    # JSON list of channel names the results go to; NULL = every default channel.
+    "destinations": "TEXT",
+    # The routing rule that decided (NULL: no rule file, or the default).
+    "rule": "TEXT",
+}
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Add :data:`ADDED_COLUMNS` missing from ``jobs`` (idempotent)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for name, definition in ADDED_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+
+
 class Job(BaseModel):
     job_id: str
     study_uid: str
@@ -76,6 +100,10 @@ class Job(BaseModel):
     outputs: list[str]
     error: str | None
     error_reason: str | None
+    priority: int = 1
+    not_before: float | None = None
+    destinations: list[str] | None = None
+    rule: str | None = None
 
 
 class Registered(BaseModel):
@@ -91,6 +119,8 @@ def job_from_row(row: sqlite3.Row) -> Job:
     data = dict(row)
     data["delivered"] = json.loads(data["delivered"])
     data["outputs"] = json.loads(data["outputs"])
+    if data.get("destinations") is not None:
+        data["destinations"] = json.loads(data["destinations"])
     return Job.model_validate(data)
 
 

@@ -71,6 +71,11 @@ class ExportDestination(BaseModel):
         description="C-STORE over TLS: the destination's certificate is checked against "
         "dicom_tls_ca and host; dicom_tls_cert/key are presented as our client certificate",
     )
+    results: bool = Field(
+        default=True,
+        description="gets every processed study's results; false: only the studies a "
+        "routing rule routes to it (routing_rules)",
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -160,7 +165,8 @@ class ServiceSettings(MinivessSettings):
     )
     export_destinations: list[ExportDestination] = Field(
         default_factory=list,
-        description="where results are sent (C-STORE): a JSON list of {host, port, ae_title, tls}",
+        description="where results are sent (C-STORE): a JSON list of {host, port, ae_title, "
+        "tls, results}",
     )
     export_retries: int = Field(default=5, ge=0, description="retries after the first attempt")
     export_backoff_s: float = Field(default=5.0, ge=0, description="first retry delay, doubled")
@@ -190,6 +196,12 @@ class ServiceSettings(MinivessSettings):
     )
     notification_timeout_s: float = Field(
         default=30.0, gt=0, description="timeout of one FHIR request or MLLP exchange"
+    )
+    routing_rules: Path | None = Field(
+        default=None,
+        description="routing rule file (YAML or JSON; service/routing.py, example "
+        "service/routing.example.yaml): process, ignore or route each study, and its "
+        "priority (stat, normal, off-peak); None = process every study at normal priority",
     )
     dev_mode: bool = Field(default=False, description="developer defaults (no API auth)")
     api_token: SecretStr | None = Field(
@@ -251,6 +263,7 @@ class ServiceSettings(MinivessSettings):
             "http_tls_key": self.http_tls_key,
             "pipeline_config": self.pipeline_config,
             "fhir_tls_ca": self.fhir_tls_ca,
+            "routing_rules": self.routing_rules,
         }
         return [f"{name}: {path}" for name, path in named.items()
                 if path is not None and not path.is_file()]  # fmt: skip

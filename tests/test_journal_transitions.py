@@ -48,7 +48,8 @@ def test_the_transition_table_covers_every_state() -> None:
     sources = {s for starts, _ in TRANSITIONS.values() for s in starts}
     targets = {target for _, target in TRANSITIONS.values()}
     assert sources | targets == {
-        "received", "queued", "processing", "exporting", "done", "failed", "dead_letter"
+        "received", "queued", "processing", "exporting", "done", "failed", "dead_letter",
+        "ignored",
     }  # fmt: skip
     assert "failed" not in sources  # a failed study is sent again, never re-run
 

@@ -59,6 +59,7 @@ def resources(body: bytes) -> tuple[DiagnosticReport, list[Observation], Bundle]
     return report, observations, bundle
 
 
+@pytest.mark.requirement("SRS-044")
 def test_bundle_names_the_study_and_carries_the_values(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -103,6 +104,7 @@ def test_bundle_names_the_study_and_carries_the_values(
     assert all(method == "PUT" and "?identifier=" in url for method, url in requests)
 
 
+@pytest.mark.requirement("SRS-044")
 def test_a_failing_endpoint_is_retried_on_the_export_schedule(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -122,8 +124,13 @@ def test_a_failing_endpoint_is_retried_on_the_export_schedule(
     assert fhir.received[0].body == fhir.received[1].body  # the same, idempotent message
     registry = exporter.metrics.registry
     assert registry.get_sample_value("minivess_exports_total", {"outcome": "retried"}) == 1
+    counted = {outcome: registry.get_sample_value("minivess_notifications_total",
+                                                  {"channel": "fhir", "outcome": outcome})
+               for outcome in ("sent", "retried", "dead_lettered")}  # fmt: skip
+    assert counted == {"sent": 1, "retried": 1, "dead_lettered": 0}
 
 
+@pytest.mark.requirement("SRS-044")
 def test_dead_letter_after_the_retries_then_retry_export_delivers(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -133,6 +140,8 @@ def test_dead_letter_after_the_retries_then_retry_export_delivers(
         job = exporting_job(journal, tmp_path / "out", result_file, STUDY)
         job = exporter.export(exporter.export(job))
         assert (job.state, job.error_reason) == ("dead_letter", "export-failed")
+        dead = {"channel": "fhir", "outcome": "dead_lettered"}
+        assert exporter.metrics.registry.get_sample_value("minivess_notifications_total", dead)
         assert "HTTP 500" in (job.error or "")
         # Nothing lost: results and report stay; `retry-export` sends them again.
         assert Path(job.outputs[0]).is_file()
@@ -141,6 +150,7 @@ def test_dead_letter_after_the_retries_then_retry_export_delivers(
     assert job.state == "done" and len(fhir.received) == 3
 
 
+@pytest.mark.requirement("SRS-044")
 def test_the_record_system_hears_only_of_results_the_pacs_has(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -158,6 +168,7 @@ def test_the_record_system_hears_only_of_results_the_pacs_has(
 
 @pytest.mark.peer
 @pytest.mark.slow
+@pytest.mark.requirement("SRS-044")
 def test_a_pushed_study_is_reported_to_fhir_and_hl7(pipeline: Pipeline, tmp_path: Path) -> None:
     """storescu -> service -> Orthanc gets the DICOM results, then the FHIR endpoint and
     the MLLP listener get the values of the run's report.json."""
