@@ -5,6 +5,9 @@ Protected: everything under ``/v1/`` and ``/dicomweb/`` (uploads, jobs, results)
 the OpenAPI document and its page. Without ``api_token`` outside dev mode the API is
 locked (403 for every request) rather than open: failing closed is the safe default.
 
+The web console (:mod:`service.http.console`) signs people in with the same token
+(:func:`token_matches`) and keeps them signed in with a cookie of its own.
+
 The token is compared in constant time (``hmac.compare_digest`` over SHA-256 digests,
 so not even its length leaks through timing).
 """
@@ -25,6 +28,14 @@ REALM = 'Bearer realm="minivess"'
 
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+
+
+def token_matches(expected: str | None, offered: str) -> bool:
+    """Whether ``offered`` is the configured token (never when none is configured),
+    compared in constant time like the Authorization header (the web console's login)."""
+    if not expected or not offered.strip():
+        return False
+    return hmac.compare_digest(_digest(offered.strip()), _digest(expected))
 
 
 class BearerAuth:

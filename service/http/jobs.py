@@ -163,7 +163,8 @@ def _upload_response(outcomes: list[Outcome]) -> Response:
     return JSONResponse(body.model_dump(), status_code=202, headers=headers)
 
 
-async def _job(request: Request) -> Job:
+async def find_job(request: Request) -> Job:
+    """The job named by the ``job_id`` path parameter, or 404 job-not-found."""
     job_id = str(request.path_params["job_id"])
     job = await run_in_threadpool(appliance(request).journal.get, job_id)
     if job is None:
@@ -173,7 +174,7 @@ async def _job(request: Request) -> Job:
 
 async def job_status(request: Request) -> Response:
     """``GET /v1/jobs/{job_id}``."""
-    return JSONResponse(JobView.of(await _job(request)).model_dump())
+    return JSONResponse(JobView.of(await find_job(request)).model_dump())
 
 
 def _zip_results(job: Job, files: list[Path]) -> str:
@@ -190,7 +191,7 @@ def _zip_results(job: Job, files: list[Path]) -> str:
 
 async def job_result(request: Request) -> Response:
     """``GET /v1/jobs/{job_id}/result``."""
-    job = await _job(request)
+    job = await find_job(request)
     if job.state not in RESULT_STATES or not job.outputs:
         if job.state == "failed":
             detail = f"job failed ({job.error_reason}): it has no results"

@@ -1,12 +1,14 @@
-"""The published OpenAPI 3 document (``/openapi.json``, also ``/docs.json``) and its page.
+"""The published OpenAPI 3 document (``/openapi.json``, also ``/docs.json``) and its page
+(``/docs``).
 
 BentoML generates the document of a service (``Service.openapi_spec``: its probes and
 ``@bentoml.api`` methods) but describes mounted ASGI apps only when they are FastAPI.
 Our routes are a Starlette app, so their operations are declared here and merged into
 BentoML's document; the JSON schemas come from the pydantic models the handlers return.
-``/`` is a Swagger UI page on BentoML's bundled assets (``/static_content``) in place of
+``/docs`` is a Swagger UI page on BentoML's bundled assets (``/static_content``) instead of
 BentoML's index, which loads Google Tag Manager: an air-gapped appliance must not make
-browsers call out.
+browsers call out. ``/`` is the web console (:mod:`service.http.console`): its pages,
+pictures and forms are for browsers, not API clients, so the document leaves them out.
 """
 
 from __future__ import annotations

@@ -23,8 +23,10 @@ Design (why it looks like this):
 
 Routes: ``POST /v1/studies``, ``GET /v1/jobs/{job_id}``, ``GET /v1/jobs/{job_id}/result``
 (:mod:`service.http.jobs`); ``POST /dicomweb/studies[/{study}]`` (:mod:`service.http.stow`);
-``/livez``, ``/readyz``, ``/metrics``; ``/openapi.json`` (= ``/docs.json``), ``/`` (Swagger
-UI), ``/problems/{slug}`` (:mod:`service.http.openapi`). Auth: :mod:`service.http.auth`.
+``/livez``, ``/readyz``, ``/metrics``; ``/openapi.json`` (= ``/docs.json``), ``/docs`` (Swagger
+UI), ``/problems/{slug}`` (:mod:`service.http.openapi`); ``/`` and ``/console/...``, the web
+console (:mod:`service.http.console`, signed in with the same token, not in the OpenAPI
+document). Auth: :mod:`service.http.auth`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from starlette.routing import Route
 
 from service.http import health, jobs, openapi, stow
 from service.http.auth import BearerAuth
+from service.http.console import console_routes, console_state
 from service.http.problems import EXCEPTION_HANDLERS
 
 if TYPE_CHECKING:
@@ -71,12 +74,15 @@ def api_app(service: Service) -> Starlette:
         Route("/metrics", health.metrics, methods=["GET"]),
         Route("/openapi.json", openapi.openapi_document, methods=["GET"]),
         Route("/docs.json", openapi.openapi_document, methods=["GET"]),
-        Route("/", openapi.docs_page, methods=["GET"]),
+        Route("/docs", openapi.docs_page, methods=["GET"]),
         Route("/problems/{slug}", openapi.problem_type, methods=["GET"]),
+        *console_routes(),
     ]
     middleware = [Middleware(BearerAuth, token=token, enabled=not settings.dev_mode)]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)
     app.state.appliance = service
+    https = settings.http_tls_cert is not None  # the session cookie is then Secure
+    app.state.console = console_state(token, settings.dev_mode, https, _version())
     return app
 
 
