@@ -61,7 +61,9 @@ def read_result_volumes(
     seg_dataset = _dataset(seg_path, SEGMENTATION_STORAGE, "Segmentation")
     map_dataset = _dataset(map_path, PARAMETRIC_MAP_STORAGE, "Parametric Map")
     try:
-        grid = hd.pm.ParametricMap.from_dataset(map_dataset, copy=False).get_volume()
+        # float32 as stored: highdicom's default float64 doubles a large study's map in memory
+        parametric_map = hd.pm.ParametricMap.from_dataset(map_dataset, copy=False)
+        grid = parametric_map.get_volume(dtype=np.float32)
     except _READ_ERRORS as error:
         raise PreviewError(f"{map_path.name}: cannot build the map's volume: {error}") from error
     try:
@@ -73,13 +75,14 @@ def read_result_volumes(
     background = None
     if source_files:
         try:
-            series = hd.get_volume_from_series([pydicom.dcmread(p) for p in source_files])
+            datasets = [pydicom.dcmread(p) for p in source_files]
+            series = hd.get_volume_from_series(datasets, dtype=np.float32)
         except _READ_ERRORS as error:
             raise PreviewError(f"the source series cannot be read as a volume: {error}") from error
         background = _on_grid(series, grid, "source series", source_files[0].parent.name).array
     return ResultVolumes(
         mask=mask,
-        uncertainty=np.asarray(grid.array, dtype=np.float32),
+        uncertainty=np.asarray(grid.array, dtype=np.float32),  # no copy: already float32
         spacing_mm=tuple(float(s) for s in grid.spacing),  # type: ignore[arg-type]
         background=None if background is None else np.asarray(background, dtype=np.float32),
         uncertainty_name=_quantity(map_dataset),
