@@ -126,13 +126,14 @@ class DicomChannel:
 
 def notification_channels(settings: ServiceSettings) -> list[Channel]:
     """The configured notification channels (none by default); FHIR before HL7."""
-    from service.notify.fhir import FhirChannel  # fhir.resources/hl7apy only when used
-    from service.notify.hl7 import Hl7Channel
-
     channels: list[Channel] = []
     if settings.fhir_base_url is not None:
+        from service.notify.fhir import FhirChannel  # fhir.resources only when used
+
         channels.append(FhirChannel(settings))
     if settings.hl7_host is not None:
+        from service.notify.hl7 import Hl7Channel  # hl7apy only when used
+
         channels.append(Hl7Channel(settings))
     return channels
 
