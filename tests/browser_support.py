@@ -26,7 +26,9 @@ OFFLINE_FLAGS = (
     "--disable-sync", "--no-default-browser-check", "--disable-extensions",
 )  # fmt: skip
 WINDOW = (1400, 1000)
-SCREENSHOTS_ENV = "MINIVESS_CONSOLE_SCREENSHOTS"  # a folder to keep the screenshots in
+# A folder to keep the screenshots in. Not MINIVESS_*: the service refuses unknown
+# settings in its namespace, and a test may start `python -m service` with this env.
+SCREENSHOTS_ENV = "CONSOLE_SCREENSHOTS"
 
 
 @contextmanager
@@ -60,7 +62,7 @@ def console_errors(driver: Any) -> list[str]:
 
 
 def screenshot_folder(default: Path) -> Path:
-    """Where screenshots go: ``$MINIVESS_CONSOLE_SCREENSHOTS`` when set (e.g.
+    """Where screenshots go: ``$CONSOLE_SCREENSHOTS`` when set (e.g.
     var/console-screenshots, to keep them), else ``default`` (the test's tmp_path)."""
     folder = Path(os.environ.get(SCREENSHOTS_ENV) or default)
     folder.mkdir(parents=True, exist_ok=True)

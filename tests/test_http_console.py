@@ -5,7 +5,7 @@ The module's service has bearer auth on and one export destination where nothing
 with no retries, so the uploaded study ends ``dead_letter`` with its results written:
 the console must list the job (stage timings, uncertainty score, review flag) and the
 dead letter, picture the results on the study page and re-trigger the export. Every page
-is screenshotted (``$MINIVESS_CONSOLE_SCREENSHOTS``, else the test's tmp_path) and any
+is screenshotted (``$CONSOLE_SCREENSHOTS``, else the test's tmp_path) and any
 browser console error fails the test. Without a session nothing is shown or changed.
 """
 
