@@ -157,7 +157,8 @@ def test_console_in_chromium_shows_the_job_its_pictures_and_resends_the_export(
         assert "NOWHERE" in dead or "association" in dead  # the export's own error
         full_page_screenshot(browser, shots / "console-jobs.png")
 
-        row.find_element(By.LINK_TEXT, dead_job.job_id).click()
+        # Followed by address, not clicked: the jobs page refreshes itself every 15 s.
+        browser.get(str(row.find_element(By.LINK_TEXT, dead_job.job_id).get_attribute("href")))
         pictures = browser.find_elements(By.CSS_SELECTOR, "img.picture")
         names = [p.get_attribute("data-picture") for p in pictures]
         assert names[0] == "mip" and len(names) >= 2, names
