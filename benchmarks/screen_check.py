@@ -54,7 +54,9 @@ def _answer(
     tally = WindowTally(
         sum(t.run for t in tallies.values()), sum(t.skipped for t in tallies.values())
     )
-    result = segmentation_result(ensemble, members, None, case.geometry.spacing)
+    result = segmentation_result(
+        ensemble, members, None, case.geometry.spacing, case.image, case.modality.value
+    )
     return dice(result.mask, case.mask), result.out_of_distribution, tally
 
 

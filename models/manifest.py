@@ -100,6 +100,11 @@ class Provenance(_Strict):
     )
     kernel_pins: dict[str, str] = Field(default_factory=dict)
     cpu_capability: str = ""
+    evaluation_commit: str | None = Field(
+        default=None,
+        description="the code the metrics were measured with, when the members were "
+        "measured again after training (python -m models.builder --reevaluate)",
+    )
 
 
 class DataLockout(_Strict):
@@ -126,6 +131,14 @@ class Calibration(_Strict):
     temperature: float = Field(default=1.0, gt=0.0)
     validation_scores: dict[str, float]
     rule: str
+    mr_faint_component_ratio: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="MR: mask components whose brightest voxel stands less than this share "
+        "of the study's lumen contrast above the tissue are dropped "
+        "(models.faint_components); None: no such rule",
+    )
 
 
 class ShiftResult(_Strict):

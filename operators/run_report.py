@@ -48,6 +48,11 @@ class SeriesOutcome(BaseModel):
     windows: dict[str, WindowCount] = Field(
         default_factory=dict, description="member name -> sliding windows run and skipped"
     )
+    faint_components_dropped: int | None = Field(
+        default=None,
+        description="MR mask components dropped as fainter than the lumens "
+        "(models/faint_components.py)",
+    )
 
 
 class ModelSummary(BaseModel):

@@ -142,6 +142,9 @@ class SegmentationResult:
     model_name: str
     model_version: str
     member_names: tuple[str, ...]
+    # MR components the faint-component rule took out of the mask (models.faint_components).
+    faint_components_dropped: int = 0
+    faint_voxels_dropped: int = 0
 
     def __post_init__(self) -> None:
         low, high = _float_map("mean_probability", self.mean_probability)
@@ -166,6 +169,8 @@ class SegmentationResult:
             raise InvalidValueError("the segmentation result names no model (name and version)")
         if not self.member_names:
             raise InvalidValueError("the segmentation result names no ensemble member")
+        if min(self.faint_components_dropped, self.faint_voxels_dropped) < 0:
+            raise InvalidValueError("dropped faint components and voxels cannot be negative")
 
     @property
     def out_of_distribution(self) -> bool:

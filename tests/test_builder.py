@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from models.builder.build import build
+from models.builder.build import build, reevaluate
 from models.builder.config import SMOKE
 from models.builder.export import (
     ExportParityError,
@@ -18,7 +19,7 @@ from models.builder.export import (
 )
 from models.builder.model_card import CARD_NAME, FIGURES
 from models.builder.train import build_network, seed_everything
-from models.loader import load_ensemble
+from models.loader import ModelIntegrityError, load_ensemble
 from models.manifest import read_manifest
 from models.uncertainty import STUDY_SCORES
 
@@ -64,6 +65,35 @@ def test_smoke_build_measures_shifts_failure_detection_and_calibration(
     assert manifest.provenance.kernel_pins["ATEN_CPU_CAPABILITY"] == "avx2"
     for member in manifest.members:
         assert member.cpu_ms_per_window is not None and member.cpu_ms_per_window > 0
+
+
+@pytest.mark.requirement("SRS-019", "SRS-085")
+def test_reevaluation_measures_the_same_members_again(
+    smoke_builds: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data = smoke_builds[0].parent / "data"
+    built = read_manifest(smoke_builds[0])
+    folder = tmp_path / "ensemble"
+    shutil.copytree(smoke_builds[0], folder)
+    again = reevaluate(SMOKE, data, folder)
+    assert [m.sha256 for m in again.members] == [m.sha256 for m in built.members]
+    assert again.ensemble_metrics == built.ensemble_metrics
+    assert again.calibration == built.calibration
+    assert again.calibration.mr_faint_component_ratio == SMOKE.mr_faint_component_ratio
+    assert again.provenance.code_commit == built.provenance.code_commit
+    assert again.provenance.evaluation_commit
+    assert [m.cpu_ms_per_window for m in again.members] == [
+        m.cpu_ms_per_window for m in built.members
+    ]
+    retrained = SMOKE.model_copy(
+        update={"members": (SMOKE.members[0].model_copy(update={"iterations": 4}),)}
+    )
+    with pytest.raises(ValueError, match="must be retrained"):
+        reevaluate(retrained, data, folder)
+    onnx_file = folder / built.members[0].file
+    onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")
+    with pytest.raises(ModelIntegrityError):
+        reevaluate(SMOKE, data, folder)
 
 
 @pytest.mark.requirement("SRS-081")

@@ -63,7 +63,9 @@ def live_rows() -> dict[tuple[str, int], FeatureRow]:
             members = ensemble_probabilities(
                 ensemble, case.image, case.geometry.spacing, modality=modality
             )
-            result = segmentation_result(ensemble, members, None, case.geometry.spacing)
+            result = segmentation_result(
+                ensemble, members, None, case.geometry.spacing, case.image, modality
+            )
             features = study_features(
                 case.image,
                 case.geometry.spacing,

@@ -38,7 +38,7 @@ def _score(
 ) -> tuple[float, np.ndarray]:
     """The study score and vessel mask, as the appliance's uncertainty operator makes them."""
     members = ensemble_probabilities(ensemble, image.astype(np.float32), spacing, modality=modality)
-    result = segmentation_result(ensemble, members, None, spacing)
+    result = segmentation_result(ensemble, members, None, spacing, image, modality)
     return result.uncertainty_score, result.mask
 
 

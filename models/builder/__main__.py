@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from models.builder.build import build
+from models.builder.build import build, reevaluate
 from models.builder.config import SHIPPED, SMOKE
 from models.builder.model_card import write_model_card
 from models.manifest import read_manifest
@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         help="skip training members whose checkpoint matches the recipe",
     )
     parser.add_argument(
+        "--reevaluate",
+        action="store_true",
+        help="measure the members in --out-dir again with this checkout's inference and "
+        "post-processing (verified against their manifest); train nothing",
+    )
+    parser.add_argument(
         "--card-only",
         action="store_true",
         help="redraw the model card from the manifest in --out-dir; train nothing",
@@ -42,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     recipe = SMOKE if args.smoke else SHIPPED
     if args.smoke and args.out_dir == Path("models/ensemble"):
         parser.error("--smoke must not overwrite the shipped ensemble: pass --out-dir")
-    manifest = build(recipe, args.data_dir, args.out_dir, args.work_dir, args.reuse_checkpoints)
+    if args.reevaluate:
+        manifest = reevaluate(recipe, args.data_dir, args.out_dir)
+    else:
+        manifest = build(recipe, args.data_dir, args.out_dir, args.work_dir, args.reuse_checkpoints)
     for modality, metrics in manifest.ensemble_metrics.items():
         print(
             f"ensemble {modality}: Dice {metrics.dice:.4f}  clDice {metrics.cldice:.4f}  "

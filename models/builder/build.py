@@ -43,6 +43,7 @@ from models.builder.model_card import write_model_card
 from models.builder.train import build_network, prepare_cases, train_member
 from models.digest import sha256_file
 from models.features import reference_profile
+from models.loader import read_verified
 from models.manifest import (
     MANIFEST_NAME,
     Calibration,
@@ -51,9 +52,10 @@ from models.manifest import (
     Member,
     Provenance,
     ReferenceStudy,
+    read_manifest,
 )
 from synthetic.case import GENERATOR_VERSION
-from synthetic.splits import SplitIndex, read_split, read_split_index, write_split
+from synthetic.splits import LoadedCase, SplitIndex, read_split, read_split_index, write_split
 
 log = logging.getLogger(__name__)
 
@@ -96,32 +98,28 @@ def _created() -> str:
     return moment.replace(microsecond=0).isoformat()
 
 
-def build(
+def _session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _train_and_export(
     recipe: BuildRecipe,
-    data_dir: Path,
+    train_cases: list[LoadedCase],
+    train_sha256: str,
+    val_cases: list[LoadedCase],
     out_dir: Path,
     work_dir: Path,
-    reuse_checkpoints: bool = False,
-) -> EnsembleManifest:
-    # The commit the build starts from is the code that trains: commits made while it
-    # runs (an hour) must not be recorded as its provenance.
-    code_commit = _code_commit()
-    train_index = ensure_split(data_dir, "train", recipe.train_seeds)
-    val_index = ensure_split(data_dir, "val", recipe.val_seeds)
-    test_index = ensure_split(data_dir, "test", recipe.test_seeds)
-    train_cases = read_split(data_dir / "train")
-    val_cases = read_split(data_dir / "val")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
-
-    members: list[Member] = []
+    reuse_checkpoints: bool,
+) -> list[ort.InferenceSession]:
     sessions = []
     for member_recipe in recipe.members:
         checkpoint = work_dir / f"{member_recipe.name}.pt"
         recipe_file = work_dir / f"{member_recipe.name}.recipe.json"
         # A checkpoint is reused only for the same recipe on the same training data.
         trained_on = json.dumps(
-            {"recipe": member_recipe.model_dump(mode="json"), "train": train_index.content_sha256},
+            {"recipe": member_recipe.model_dump(mode="json"), "train": train_sha256},
             sort_keys=True,
         )
         if (
@@ -156,18 +154,125 @@ def build(
             seed=member_recipe.seed,
         )
         log.info("%s: exported, parity max |dp| = %.2e", member_recipe.name, difference)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = recipe.torch_threads
-        sessions.append(
-            ort.InferenceSession(
-                str(destination), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        )
+        sessions.append(_session(destination, recipe.torch_threads))
+    return sessions
 
+
+def _provenance(code_commit: str, train_sha256: str, val_sha256: str) -> Provenance:
+    return Provenance(
+        generator_version=GENERATOR_VERSION,
+        train_split_sha256=train_sha256,
+        val_split_sha256=val_sha256,
+        code_commit=code_commit,
+        created=_created(),
+        libraries={
+            # Module versions, not distribution names: onnxruntime comes as
+            # onnxruntime-openvino here and as onnxruntime-gpu on GPU builds.
+            name: str(importlib.import_module(name).__version__)
+            for name in ("torch", "monai", "onnx", "onnxruntime", "numpy", "scipy")
+        },
+        determinism_tolerance=(
+            "same recipe, data and thread count with the pinned AVX2 kernels "
+            "(kernel_pins): identical ONNX bytes on any x86-64 machine with AVX2; "
+            "metrics from ONNX Runtime equal within 1e-3"
+        ),
+        kernel_pins=dict(PINNED_KERNELS),
+        cpu_capability=cpu_capability(),
+    )
+
+
+def build(
+    recipe: BuildRecipe,
+    data_dir: Path,
+    out_dir: Path,
+    work_dir: Path,
+    reuse_checkpoints: bool = False,
+) -> EnsembleManifest:
+    # The commit the build starts from is the code that trains: commits made while it
+    # runs (an hour) must not be recorded as its provenance.
+    code_commit = _code_commit()
+    train_index = ensure_split(data_dir, "train", recipe.train_seeds)
+    val_index = ensure_split(data_dir, "val", recipe.val_seeds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    sessions = _train_and_export(
+        recipe,
+        read_split(data_dir / "train"),
+        train_index.content_sha256,
+        read_split(data_dir / "val"),
+        out_dir,
+        work_dir,
+        reuse_checkpoints,
+    )
+    provenance = _provenance(code_commit, train_index.content_sha256, val_index.content_sha256)
+    return _evaluate(recipe, sessions, data_dir, out_dir, provenance)
+
+
+def reevaluate(recipe: BuildRecipe, data_dir: Path, out_dir: Path) -> EnsembleManifest:
+    """Measure the members already in ``out_dir`` again with this checkout's inference.
+
+    For a change after the networks (fusion, the faint-component rule): the members must
+    be the recipe's (same training settings) and match their manifest's hashes; their
+    training provenance is kept and the measuring commit recorded beside it.
+    """
+    shipped = read_manifest(out_dir)
+    trained = {m.name: m for m in shipped.members}
+    for member_recipe in recipe.members:
+        member = trained.get(member_recipe.name)
+        if member is None or (
+            member.architecture,
+            member.architecture_params,
+            member.seed,
+            tuple(member.input_spacing_mm),
+            tuple(member.patch_size),
+            member.training_iterations,
+        ) != (
+            member_recipe.architecture,
+            member_recipe.architecture_params,
+            member_recipe.seed,
+            tuple(member_recipe.input_spacing_mm),
+            tuple(member_recipe.patch_size),
+            member_recipe.iterations,
+        ):
+            raise ValueError(
+                f"member {member_recipe.name!r} of the recipe is not the one in {out_dir}: "
+                "its training changed, so it must be retrained (make models)"
+            )
+        read_verified(out_dir, member)  # raises ModelIntegrityError on a hash mismatch
+    val_index = ensure_split(data_dir, "val", recipe.val_seeds)
+    if val_index.content_sha256 != shipped.provenance.val_split_sha256:
+        raise ValueError("the validation split differs from the one the members were built with")
+    sessions = [
+        _session(out_dir / trained[m.name].file, recipe.torch_threads) for m in recipe.members
+    ]
+    provenance = shipped.provenance.model_copy(
+        update={"evaluation_commit": _code_commit(), "created": _created()}
+    )
+    cpu_ms = {m.name: m.cpu_ms_per_window for m in shipped.members}
+    return _evaluate(recipe, sessions, data_dir, out_dir, provenance, cpu_ms)
+
+
+def _evaluate(
+    recipe: BuildRecipe,
+    sessions: list[ort.InferenceSession],
+    data_dir: Path,
+    out_dir: Path,
+    provenance: Provenance,
+    cpu_ms: dict[str, float | None] | None = None,
+) -> EnsembleManifest:
+    """Validation (flag threshold, temperature), the locked test split, the manifest.
+
+    ``cpu_ms``: the members' CPU milliseconds per window when they were measured before
+    (on a quiet machine, with the same bytes); otherwise they are measured now.
+    """
+    val_cases = read_split(data_dir / "val")
+    test_index = ensure_split(data_dir, "test", recipe.test_seeds)
+    members: list[Member] = []
     log.info("validation: clean split and shift suite (fits the flag threshold, temperature)")
     val_voxels = CalibrationVoxels()
-    val_outcomes = run_studies(clean(val_cases), sessions, recipe.members, val_voxels)
-    val_outcomes += run_studies(shift_suite(recipe, "val"), sessions, recipe.members)
+    faint = recipe.mr_faint_component_ratio
+    val_outcomes = run_studies(clean(val_cases), sessions, recipe.members, faint, val_voxels)
+    val_outcomes += run_studies(shift_suite(recipe, "val"), sessions, recipe.members, faint)
 
     log.info("evaluating on the locked test split and the shift suite of its seeds")
     test_cases = read_split(
@@ -179,10 +284,10 @@ def build(
     test_voxels = CalibrationVoxels()
     test_members = [predict_members(case, sessions, recipe.members) for case in test_cases]
     test_outcomes = [
-        evaluate_case(case, stack, "clean", "none", test_voxels)
+        evaluate_case(case, stack, "clean", "none", faint, test_voxels)
         for case, stack in zip(test_cases, test_members, strict=True)
     ]
-    test_outcomes += run_studies(shift_suite(recipe, "test"), sessions, recipe.members)
+    test_outcomes += run_studies(shift_suite(recipe, "test"), sessions, recipe.members, faint)
 
     detection, rule = failure_detection(val_outcomes, test_outcomes)
     calibration_block = voxel_calibration(val_voxels, test_voxels)
@@ -193,7 +298,7 @@ def build(
     for index, member_recipe in enumerate(recipe.members):
         destination = out_dir / f"{member_recipe.name}.onnx"
         single = [
-            overlap(case, stack[index])
+            overlap(case, stack[index] >= 0.5)
             for case, stack in zip(test_cases, test_members, strict=True)
         ]
         members.append(
@@ -211,7 +316,11 @@ def build(
                 onnx_opset=recipe.onnx_opset,
                 training_iterations=member_recipe.iterations,
                 metrics=segmentation_metrics(single),
-                cpu_ms_per_window=cpu_ms_per_window(sessions[index], member_recipe.patch_size),
+                cpu_ms_per_window=(
+                    cpu_ms[member_recipe.name]
+                    if cpu_ms is not None
+                    else cpu_ms_per_window(sessions[index], member_recipe.patch_size)
+                ),
             )
         )
     clean_test = [o for o in test_outcomes if o.family == "clean"]
@@ -224,26 +333,7 @@ def build(
         data=DataLockout(
             test_split_sha256=test_index.content_sha256, test_cases=len(test_index.cases)
         ),
-        provenance=Provenance(
-            generator_version=GENERATOR_VERSION,
-            train_split_sha256=train_index.content_sha256,
-            val_split_sha256=val_index.content_sha256,
-            code_commit=code_commit,
-            created=_created(),
-            libraries={
-                # Module versions, not distribution names: onnxruntime comes as
-                # onnxruntime-openvino here and as onnxruntime-gpu on GPU builds.
-                name: str(importlib.import_module(name).__version__)
-                for name in ("torch", "monai", "onnx", "onnxruntime", "numpy", "scipy")
-            },
-            determinism_tolerance=(
-                "same recipe, data and thread count with the pinned AVX2 kernels "
-                "(kernel_pins): identical ONNX bytes on any x86-64 machine with AVX2; "
-                "metrics from ONNX Runtime equal within 1e-3"
-            ),
-            kernel_pins=dict(PINNED_KERNELS),
-            cpu_capability=cpu_capability(),
-        ),
+        provenance=provenance,
         calibration=Calibration(
             score=detection.score,
             ood_threshold=detection.threshold,
@@ -251,6 +341,7 @@ def build(
             temperature=calibration_block.temperature,
             validation_scores={o.name: o.scores[detection.score] for o in val_clean},
             rule=rule,
+            mr_faint_component_ratio=faint,
         ),
         reference_profile=reference_profile(profile_rows),
         reference_features=tuple(

@@ -26,6 +26,7 @@ from models.builder.reliability import (
     reliability,
     risk_coverage,
 )
+from models.faint_components import drop_faint_components
 from models.features import study_features
 from models.inference import SlidingWindowSettings, member_probability
 from models.manifest import (
@@ -113,9 +114,8 @@ def _fov_diagonal(case: LoadedCase) -> float:
     return float(np.linalg.norm(np.asarray(case.image.shape) * np.asarray(case.geometry.spacing)))
 
 
-def overlap(case: LoadedCase, probability: np.ndarray) -> Overlap:
-    """Dice, clDice and HD95 of ``probability >= 0.5`` against the case's mask."""
-    predicted = probability >= 0.5
+def overlap(case: LoadedCase, predicted: np.ndarray) -> Overlap:
+    """Dice, clDice and HD95 of the ``predicted`` vessel mask against the case's mask."""
     distance = hd95(predicted, case.mask, case.geometry.spacing)
     return Overlap(
         modality=case.modality.value,
@@ -130,10 +130,12 @@ def evaluate_case(
     members: np.ndarray,
     family: str,
     severity: str,
+    faint_ratio: float | None,
     calibration: CalibrationVoxels | None = None,
 ) -> StudyOutcome:
+    """One study as the appliance answers it: fused mask, faint-component rule, scores."""
     fused = members.mean(axis=0)
-    predicted = fused >= 0.5
+    predicted, _ = drop_faint_components(fused >= 0.5, case.image, case.modality.value, faint_ratio)
     vessel_ml = float(np.count_nonzero(predicted)) * float(np.prod(case.geometry.spacing)) / 1000.0
     if calibration is not None:
         region = near_vessel_region(case.mask, predicted, case.geometry.spacing)
@@ -143,7 +145,7 @@ def evaluate_case(
     if family == "clean":  # the drift reference; its uncertainty_score is set by the caller
         features = study_features(case.image, case.geometry.spacing, fused, 0.0)
     return StudyOutcome(
-        **vars(overlap(case, fused)),
+        **vars(overlap(case, predicted)),
         name=case.name,
         family=family,
         severity=severity,
@@ -184,6 +186,7 @@ def run_studies(
     cases: Iterable[tuple[LoadedCase, str, str]],
     sessions: list[ort.InferenceSession],
     recipes: tuple[MemberRecipe, ...],
+    faint_ratio: float | None,
     calibration: CalibrationVoxels | None = None,
 ) -> list[StudyOutcome]:
     outcomes = []
@@ -191,7 +194,7 @@ def run_studies(
     for case, family, severity in cases:
         members = predict_members(case, sessions, recipes)
         voxels = calibration if family == "clean" else None
-        outcomes.append(evaluate_case(case, members, family, severity, voxels))
+        outcomes.append(evaluate_case(case, members, family, severity, faint_ratio, voxels))
         if len(outcomes) % 25 == 0:
             log.info("%d studies evaluated, %.0f s", len(outcomes), time.monotonic() - started)
     return outcomes

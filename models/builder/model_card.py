@@ -179,6 +179,7 @@ def render_card(manifest: EnsembleManifest) -> str:
         "Normalisation (every member): CT `(HU - 40) / 400` clipped to [-2.6, 5]; MR "
         "`log2(x / tissue level) / 2` clipped to [-1.5, 2.5], tissue level = median of the "
         "body voxels (air found by Otsu on log intensity and left out).",
+        _faint_rule_line(manifest.calibration.mr_faint_component_ratio),
         "",
         "## Locked test split (typical physics)",
         "| modality | cases | Dice | clDice | HD95 mm |",
@@ -259,14 +260,31 @@ def render_card(manifest: EnsembleManifest) -> str:
         "does not reach Dice 0.85; studies there rely on the review flag.",
         "- MR TOF: fat is bright (1.6-2.6x the tissue) and overlaps faint lumens (2-4x) in "
         "intensity; only shape tells them apart, which the members learn imperfectly: "
-        "faint lumens are missed and fat is marked in studies with few vessels.",
+        "faint lumens are missed and fat is marked in studies with few vessels. The "
+        "faint-component rule removes fat islands far dimmer than the lumens; fat touching "
+        "a vessel, or as bright as the study's faint lumens, remains.",
         "",
         "## Reproducibility",
         f"Kernel pins {provenance.kernel_pins or 'none'}, CPU capability "
-        f"{provenance.cpu_capability or 'unrecorded'}; {provenance.determinism_tolerance}.",
+        f"{provenance.cpu_capability or 'unrecorded'}; {provenance.determinism_tolerance}."
+        + (
+            f" Measured again with commit {provenance.evaluation_commit} (same member bytes)."
+            if provenance.evaluation_commit
+            else ""
+        ),
         "",
     ]
     return "\n".join(lines)
+
+
+def _faint_rule_line(ratio: float | None) -> str:
+    if ratio is None:
+        return "Post-processing: none beyond the 0.5 cut of the fused probability."
+    return (
+        f"Post-processing (MR): mask components whose brightest voxel stands less than "
+        f"{ratio:g} of the study's lumen contrast above the tissue are dropped "
+        "(`models/faint_components.py`); every figure below is measured with it."
+    )
 
 
 def write_model_card(manifest: EnsembleManifest, out_dir: Path) -> Path:

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from models.faint_components import drop_faint_components
 from models.inference import fuse
 from models.loader import LoadedEnsemble
+from models.normalisation import resolve_modality
 from models.uncertainty import study_score, temperature_scaled, voxel_uncertainty
 from operators.values import SegmentationResult
 
@@ -90,11 +92,16 @@ def segmentation_result(
     member_probabilities: np.ndarray,
     fusion: str | None,
     spacing: tuple[float, float, float],
+    image: np.ndarray,
+    modality: str,
 ) -> SegmentationResult:
     """Fuse members and compute the uncertainty maps, study score and review flag.
 
     The fused probability is temperature-scaled (``calibration.temperature``; the 0.5 cut
-    and so the mask are unchanged), the study score is the one the manifest names.
+    and so the mask are unchanged), the study score is the one the manifest names. In MR
+    the mask loses the faint components the manifest's rule names
+    (:mod:`models.faint_components`; ``image`` is the study on the same grid); the
+    probability and uncertainty maps keep what the members said.
     """
     manifest = ensemble.manifest
     calibration = manifest.calibration
@@ -102,6 +109,12 @@ def segmentation_result(
     weights = [member.weight for member in manifest.members]
     maps = voxel_maps(
         member_probabilities, fusion or manifest.fusion, weights, threshold, calibration.temperature
+    )
+    maps["mask"], dropped = drop_faint_components(
+        maps["mask"],
+        image,
+        resolve_modality(modality, image),
+        calibration.mr_faint_component_ratio,
     )
     vessel_ml = float(np.count_nonzero(maps["mask"])) * float(np.prod(spacing)) / 1000.0
     return SegmentationResult(
@@ -117,4 +130,6 @@ def segmentation_result(
         model_name=manifest.name,
         model_version=manifest.version,
         member_names=tuple(member.name for member in manifest.members),
+        faint_components_dropped=dropped.components,
+        faint_voxels_dropped=dropped.voxels,
     )

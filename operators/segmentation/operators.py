@@ -100,12 +100,15 @@ class UncertaintyOperator(RunOperator):
                     item.member_probabilities,
                     self.fusion,
                     item.volume.geometry.spacing,
+                    item.volume.voxels,
+                    item.volume.modality,
                 )
             outcome = self.recorder.outcome(item.volume.series_instance_uid)
             outcome.uncertainty_score = round(result.uncertainty_score, 6)
             outcome.ood_threshold = result.ood_threshold
             outcome.out_of_distribution = result.out_of_distribution
             outcome.vessel_volume_ml = round(result.vessel_volume_ml(item.volume.geometry), 4)
+            outcome.faint_components_dropped = result.faint_components_dropped
             outcome.features = study_features(
                 item.volume.voxels,
                 item.volume.geometry.spacing,
