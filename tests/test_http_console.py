@@ -12,6 +12,7 @@ browser console error fails the test. Without a session nothing is shown or chan
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,29 @@ def test_console_in_chromium_shows_the_job_its_pictures_and_resends_the_export(
     for name in ("console-sign-in.png", "console-jobs.png", "console-study.png"):
         with Image.open(shots / name) as shot:
             assert shot.format == "PNG" and shot.size[0] > 0
+
+
+@pytest.mark.requirement("SRS-045", "SRS-072")
+def test_console_answers_odd_requests_with_specific_errors(service: Service, dead_job: Job) -> None:
+    """Signed in, unknown jobs, series, pictures and files (a path climbing out of the
+    job's folder included) are 404s naming what is missing, never a server error."""
+    root, job, cookies = base(service), dead_job.job_id, signed_in_cookies(service)
+    home = requests.get(root + "/", cookies=cookies, timeout=30)
+    assert home.status_code == 200 and home.headers["content-security-policy"].startswith(
+        "default-src 'none'"
+    )
+    (csrf,) = set(re.findall(r'name="csrf" value="([0-9a-f]{64})"', home.text))
+    unknown = requests.get(f"{root}/console/jobs/no-such-job", cookies=cookies, timeout=10)
+    assert unknown.status_code == 404 and "no job no-such-job" in unknown.text
+    for thing, detail in (("series/7/mip.png", "has no series 8"),
+                          ("series/0/nothing.png", "no picture nothing"),
+                          ("files/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "has no result ../../../etc"),
+                          ("files/vessel-seg.dcm", "has no result vessel-seg.dcm")):  # fmt: skip
+        answer = requests.get(f"{root}/console/jobs/{job}/{thing}", cookies=cookies, timeout=30)
+        assert answer.status_code == 404 and detail in answer.json()["detail"], answer.text
+    resend = requests.post(f"{root}/console/jobs/no-such-job/retry-export", cookies=cookies,
+                           data={"csrf": csrf}, allow_redirects=False, timeout=10)  # fmt: skip
+    assert resend.status_code == 404 and resend.json()["type"] == "/problems/job-not-found"
+    out = requests.post(f"{root}/console/logout", cookies=cookies, data={"csrf": csrf},
+                        allow_redirects=False, timeout=10)  # fmt: skip
+    assert out.status_code == 303 and 'minivess_console=""' in out.headers["set-cookie"]
