@@ -4,6 +4,8 @@ the SEG overlay lands on, the heat scale, and the result files read back on one 
 from __future__ import annotations
 
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ from operators.preview.render import (
 )
 from operators.preview.results import read_result_volumes
 from operators.values import SeriesVolume
+from service.http.console.overview import PictureCache
 from synthetic.case import SyntheticCase
 from synthetic.dicom_series import WrittenSeries
 from tests.dicom_output_support import (  # the *_fixture names: the module's fixtures
@@ -130,6 +133,15 @@ def test_telling_slices_spread_over_the_vessel() -> None:
     assert telling_slices(np.zeros((8, 2, 2), dtype=bool)) == [2, 4, 6]
 
 
+def written_result(case: SyntheticCase, volume: SeriesVolume, folder: Path) -> tuple[Path, Path]:
+    """Our writers' SEG and uncertainty map of the phantom result, as files."""
+    result = make_result(case, volume)
+    seg_path, map_path = folder / "seg.dcm", folder / "map.dcm"
+    build_vessel_segmentation(volume, result).save_as(seg_path, enforce_file_format=True)
+    build_uncertainty_map(volume, result).save_as(map_path, enforce_file_format=True)
+    return seg_path, map_path
+
+
 def test_written_seg_and_map_read_back_aligned(
     case: SyntheticCase,
     volumes: dict[str, SeriesVolume],
@@ -141,9 +153,7 @@ def test_written_seg_and_map_read_back_aligned(
     the result had there."""
     volume = volumes["FFS"]
     result = make_result(case, volume)
-    seg_path, map_path = tmp_path / "seg.dcm", tmp_path / "map.dcm"
-    build_vessel_segmentation(volume, result).save_as(seg_path, enforce_file_format=True)
-    build_uncertainty_map(volume, result).save_as(map_path, enforce_file_format=True)
+    seg_path, map_path = written_result(case, volume, tmp_path)
     read = read_result_volumes(seg_path, map_path, written["FFS"].files)
     vessel = result.mask.astype(bool)
     assert read.mask.sum() == vessel.sum() > 0
@@ -161,3 +171,20 @@ def test_a_file_of_another_kind_is_refused_by_name(
     source = written["HFS"].files[0]
     with pytest.raises(PreviewError, match=rf"{source.name} is not a Segmentation"):
         read_result_volumes(source, source)
+
+
+def test_console_picture_cache_renders_a_series_once_until_its_files_change(
+    case: SyntheticCase, volumes: dict[str, SeriesVolume], tmp_path: Path
+) -> None:
+    seg_path, map_path = written_result(case, volumes["HFS"], tmp_path)
+    cache = PictureCache(entries=1)
+    with ThreadPoolExecutor(4) as pool:  # a study page's four pictures asked at once
+        answers = list(pool.map(lambda _: cache.pictures("job", seg_path, map_path), range(4)))
+    assert all(answer is answers[0] for answer in answers)  # rendered once, shared
+    assert next(iter(answers[0])) == "mip" and "slice-1" in answers[0]
+    assert all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in answers[0].values())
+    stat = map_path.stat()
+    os.utime(map_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a re-run
+    assert cache.pictures("job", seg_path, map_path) is not answers[0]
+    with pytest.raises(PreviewError, match="is not a Parametric Map"):
+        cache.pictures("job", seg_path, seg_path)

@@ -120,12 +120,15 @@ class PictureCache:
     """PNG pictures per (job, series), rendered once from the result files and kept for
     the newest ``PICTURE_CACHE_ENTRIES`` series; keyed by the files' modification times
     too, so a re-run's new files are pictured anew. One series renders once even when
-    the page's pictures are asked for at the same time."""
+    the page's pictures are asked for at the same time, and one series at a time: a
+    large study's map is read whole (512x512x256: ~270 MB), so browsers opening several
+    study pages must not multiply that beside a running inference."""
 
     def __init__(self, entries: int = PICTURE_CACHE_ENTRIES) -> None:
         self.entries = entries
         self._lock = threading.Lock()
         self._renders: dict[tuple[object, ...], threading.Lock] = {}
+        self._one_render = threading.Lock()
         self._cache: OrderedDict[tuple[object, ...], dict[str, bytes]] = OrderedDict()
 
     def pictures(self, job_id: str, seg: Path, uncertainty: Path) -> dict[str, bytes]:
@@ -141,7 +144,8 @@ class PictureCache:
                     self._cache.move_to_end(key)
                     return self._cache[key]
             try:
-                rendered = self._render(seg, uncertainty)
+                with self._one_render:
+                    rendered = self._render(seg, uncertainty)
             except BaseException:
                 with self._lock:
                     self._renders.pop(key, None)
