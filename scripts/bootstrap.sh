@@ -29,7 +29,7 @@ TORCH_INDEX="https://download.pytorch.org/whl/cpu/torch/"
 APT_PACKAGES=(dcmtk dicom3tools orthanc orthanc-dicomweb prometheus
     podman buildah skopeo runc mmdebstrap containernetworking-plugins
     shellcheck util-linux iproute2 uidmap catatonit
-    chromium chromium-driver)
+    chromium chromium-driver postgresql)
 
 die() {
     echo "bootstrap: $*" >&2
