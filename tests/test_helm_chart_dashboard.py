@@ -32,12 +32,12 @@ def dashboards(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == NAME]
 
 
-@pytest.mark.requirement("SRS-063")
+@pytest.mark.requirement("SRS-063", "SRS-089")
 def test_dashboard_configmap_is_off_by_default() -> None:
     assert dashboards(render({})) == []
 
 
-@pytest.mark.requirement("SRS-063")
+@pytest.mark.requirement("SRS-063", "SRS-089")
 def test_dashboard_configmap_has_the_sidecar_label_and_the_same_json() -> None:
     (config_map,) = dashboards(render({"grafanaDashboard": {"enabled": True}}))
     metadata = config_map["metadata"]
@@ -54,7 +54,7 @@ def test_dashboard_configmap_has_the_sidecar_label_and_the_same_json() -> None:
         kubernetes_validate.validate(config_map, version, strict=True)
 
 
-@pytest.mark.requirement("SRS-063")
+@pytest.mark.requirement("SRS-063", "SRS-089")
 def test_dashboard_namespace_label_and_folder_annotation_from_values() -> None:
     overrides = {
         "grafanaDashboard": {
@@ -83,7 +83,7 @@ def test_schema_refuses_bad_dashboard_values() -> None:
     assert "folder" in text  # no such key (additionalProperties: false)
 
 
-@pytest.mark.requirement("SRS-063")
+@pytest.mark.requirement("SRS-063", "SRS-089")
 def test_packaged_chart_carries_and_renders_the_dashboard(tmp_path: Path) -> None:
     """The chart as the offline bundle ships it (helm package) holds the dashboard."""
     archive = helm_python.package(str(CHART), destination=str(tmp_path))

@@ -100,7 +100,7 @@ def signed_in_cookies(service: Service) -> dict[str, str]:
     return session.cookies.get_dict()
 
 
-@pytest.mark.requirement("SRS-045", "SRS-047")
+@pytest.mark.requirement("SRS-045", "SRS-047", "SRS-086")
 def test_console_refuses_whoever_is_not_signed_in(service: Service, dead_job: Job) -> None:
     root, job = base(service), dead_job.job_id
     for page in ("/", f"/console/jobs/{job}"):  # pages: to the sign-in form, nothing shown
@@ -130,7 +130,7 @@ def test_console_refuses_whoever_is_not_signed_in(service: Service, dead_job: Jo
     assert service.journal.get(job).state == "dead_letter"  # type: ignore[union-attr]
 
 
-@pytest.mark.requirement("SRS-045", "SRS-047")
+@pytest.mark.requirement("SRS-045", "SRS-047", "SRS-086")
 def test_console_in_chromium_shows_the_job_its_pictures_and_resends_the_export(
     service: Service, dead_job: Job, tmp_path: Path
 ) -> None:
@@ -203,7 +203,7 @@ def test_console_in_chromium_shows_the_job_its_pictures_and_resends_the_export(
             assert shot.format == "PNG" and shot.size[0] > 0
 
 
-@pytest.mark.requirement("SRS-045", "SRS-072")
+@pytest.mark.requirement("SRS-045", "SRS-072", "SRS-086")
 def test_console_answers_odd_requests_with_specific_errors(service: Service, dead_job: Job) -> None:
     """Signed in, unknown jobs, series, pictures and files (a path climbing out of the
     job's folder included) are 404s naming what is missing, never a server error."""

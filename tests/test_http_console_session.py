@@ -34,7 +34,7 @@ def signed_in_cookie(session: ConsoleSession, now: float | None = None) -> str:
     return header.split(";")[0].split("=", 1)[1]
 
 
-@pytest.mark.requirement("SRS-047")
+@pytest.mark.requirement("SRS-047", "SRS-086")
 def test_the_token_signs_in_with_a_cookie_that_is_not_the_token() -> None:
     session = ConsoleSession(TOKEN, enabled=True, secure=True)
     response = Response()
@@ -49,7 +49,7 @@ def test_the_token_signs_in_with_a_cookie_that_is_not_the_token() -> None:
     assert not session.signed_in(request())
 
 
-@pytest.mark.requirement("SRS-047")
+@pytest.mark.requirement("SRS-047", "SRS-086")
 def test_expired_tampered_or_foreign_cookies_are_refused() -> None:
     session = ConsoleSession(TOKEN, enabled=True, secure=False)
     cookie = signed_in_cookie(session)
@@ -62,7 +62,7 @@ def test_expired_tampered_or_foreign_cookies_are_refused() -> None:
     assert not rotated.signed_in(request(cookie))  # a new token signs everyone out
 
 
-@pytest.mark.requirement("SRS-047")
+@pytest.mark.requirement("SRS-047", "SRS-086")
 def test_csrf_token_is_bound_to_the_session_and_the_origin() -> None:
     session = ConsoleSession(TOKEN, enabled=True, secure=False)
     mine, theirs = signed_in_cookie(session), signed_in_cookie(session, time.time() + 5)
@@ -75,7 +75,7 @@ def test_csrf_token_is_bound_to_the_session_and_the_origin() -> None:
     assert not session.csrf_ok(request(mine), "")
 
 
-@pytest.mark.requirement("SRS-047")
+@pytest.mark.requirement("SRS-047", "SRS-086")
 def test_dev_mode_is_open_and_no_token_is_locked() -> None:
     dev = ConsoleSession(None, enabled=False, secure=False)
     assert dev.signed_in(request()) and not dev.locked

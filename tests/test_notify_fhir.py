@@ -59,7 +59,7 @@ def resources(body: bytes) -> tuple[DiagnosticReport, list[Observation], Bundle]
     return report, observations, bundle
 
 
-@pytest.mark.requirement("SRS-044")
+@pytest.mark.requirement("SRS-044", "SRS-087")
 def test_bundle_names_the_study_and_carries_the_values(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -104,7 +104,7 @@ def test_bundle_names_the_study_and_carries_the_values(
     assert all(method == "PUT" and "?identifier=" in url for method, url in requests)
 
 
-@pytest.mark.requirement("SRS-044")
+@pytest.mark.requirement("SRS-044", "SRS-087")
 def test_a_failing_endpoint_is_retried_on_the_export_schedule(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -130,7 +130,7 @@ def test_a_failing_endpoint_is_retried_on_the_export_schedule(
     assert counted == {"sent": 1, "retried": 1, "dead_lettered": 0}
 
 
-@pytest.mark.requirement("SRS-044")
+@pytest.mark.requirement("SRS-044", "SRS-087")
 def test_dead_letter_after_the_retries_then_retry_export_delivers(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -150,7 +150,7 @@ def test_dead_letter_after_the_retries_then_retry_export_delivers(
     assert job.state == "done" and len(fhir.received) == 3
 
 
-@pytest.mark.requirement("SRS-044")
+@pytest.mark.requirement("SRS-044", "SRS-087")
 def test_the_record_system_hears_only_of_results_the_pacs_has(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -168,7 +168,7 @@ def test_the_record_system_hears_only_of_results_the_pacs_has(
 
 @pytest.mark.peer
 @pytest.mark.slow
-@pytest.mark.requirement("SRS-044")
+@pytest.mark.requirement("SRS-044", "SRS-087")
 def test_a_pushed_study_is_reported_to_fhir_and_hl7(pipeline: Pipeline, tmp_path: Path) -> None:
     """storescu -> service -> Orthanc gets the DICOM results, then the FHIR endpoint and
     the MLLP listener get the values of the run's report.json."""

@@ -25,7 +25,7 @@ from tests.service_support import settings_for
 STUDY = "1.2.826.0.1.3680043.8.498.78"
 
 
-@pytest.mark.requirement("SRS-044")
+@pytest.mark.requirement("SRS-044", "SRS-087")
 def test_oru_r01_is_acknowledged_and_parses_back(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -55,7 +55,7 @@ def test_oru_r01_is_acknowledged_and_parses_back(
     ]  # fmt: skip
 
 
-@pytest.mark.requirement("SRS-044")
+@pytest.mark.requirement("SRS-044", "SRS-087")
 def test_a_refusing_ris_is_retried_then_dead_lettered_and_nothing_is_lost(
     tmp_path: Path, journal: Journal, result_file: Path
 ) -> None:
@@ -74,6 +74,6 @@ def test_a_refusing_ris_is_retried_then_dead_lettered_and_nothing_is_lost(
     assert len(ris.messages) == 3 and len(control_ids) == 1  # the same message each time
 
 
-@pytest.mark.requirement("SRS-044")
+@pytest.mark.requirement("SRS-044", "SRS-087")
 def test_escaping_keeps_delimiters_out_of_fields() -> None:
     assert escape("A|B^C&D~E\\F") == "A\\F\\B\\S\\C\\T\\D\\R\\E\\E\\F"

@@ -119,7 +119,7 @@ def defined_series(metrics: ApplianceMetrics) -> set[str]:
 # ------------------------------------------------------------------ the JSON alone
 
 
-@pytest.mark.requirement("SRS-048")
+@pytest.mark.requirement("SRS-048", "SRS-089")
 def test_dashboard_has_the_panels_and_one_datasource_variable() -> None:
     dashboard = load_dashboard()
     assert dashboard["uid"] == "minivess-appliance"
@@ -141,7 +141,7 @@ def test_dashboard_has_the_panels_and_one_datasource_variable() -> None:
         assert "$" not in concrete(expression)
 
 
-@pytest.mark.requirement("SRS-048")
+@pytest.mark.requirement("SRS-048", "SRS-089")
 def test_every_metric_on_the_dashboard_is_defined() -> None:
     dashboard = load_dashboard()
     defined = defined_series(ApplianceMetrics()) | {"up"}
@@ -184,7 +184,7 @@ def service_metrics_fixture(service: Service) -> Iterator[tuple[ApplianceMetrics
 
 @pytest.mark.peer
 @pytest.mark.slow
-@pytest.mark.requirement("SRS-048")
+@pytest.mark.requirement("SRS-048", "SRS-089")
 def test_every_panel_query_answers_after_a_study(
     service: Service, prometheus: str, pipeline: Pipeline, tmp_path: Path
 ) -> None:

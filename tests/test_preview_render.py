@@ -79,6 +79,7 @@ def test_mip_picture_is_two_panels_in_physical_proportion() -> None:
     assert (decoded.format, decoded.size) == ("PNG", picture.size)
 
 
+@pytest.mark.requirement("SRS-086")
 def test_the_seg_overlay_lands_where_the_mask_is() -> None:
     for background in (True, False):
         picture = mip_picture(volumes_with_a_bar(background))

@@ -29,6 +29,7 @@ RULES = {
 }  # fmt: skip
 
 
+@pytest.mark.requirement("SRS-088")
 def test_first_matching_rule_wins_else_the_default() -> None:
     rules = RoutingRules.model_validate(RULES)
     study = {"calling_ae": "ER_CT1", "Modality": "CT", "StudyDescription": "RESEARCH FOLLOW"}

@@ -67,7 +67,7 @@ def described(folder: Path, seed: int, description: str) -> list[Path]:
     return files
 
 
-@pytest.mark.requirement("SRS-043")
+@pytest.mark.requirement("SRS-043", "SRS-088")
 def test_an_ignored_study_is_kept_and_not_processed(pipeline: Pipeline, tmp_path: Path) -> None:
     study = make_study(tmp_path / "study", seed=51)
     rules = {"rules": [{"name": "not-from-modality-x", "when": {"calling_ae": "MODALITY_X"},
@@ -91,7 +91,7 @@ def test_an_ignored_study_is_kept_and_not_processed(pipeline: Pipeline, tmp_path
     assert not any(settings.spool_dir.rglob("*.dcm"))  # and the spool released
 
 
-@pytest.mark.requirement("SRS-043")
+@pytest.mark.requirement("SRS-043", "SRS-088")
 def test_a_routed_study_goes_to_its_destination_as_received(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
@@ -124,7 +124,7 @@ def test_a_routed_study_goes_to_its_destination_as_received(
     assert runner.ran == []
 
 
-@pytest.mark.requirement("SRS-043")
+@pytest.mark.requirement("SRS-043", "SRS-088")
 def test_a_stat_study_jumps_the_queue(pipeline: Pipeline, tmp_path: Path) -> None:
     studies = {name: make_study(tmp_path / name, seed=seed)
                for name, seed in (("first", 53), ("normal-a", 54), ("normal-b", 55),
@@ -158,7 +158,7 @@ def test_a_stat_study_jumps_the_queue(pipeline: Pipeline, tmp_path: Path) -> Non
     assert (stat_job.rule, stat_job.priority) == ("er-is-stat", 2)
 
 
-@pytest.mark.requirement("SRS-043")
+@pytest.mark.requirement("SRS-043", "SRS-088")
 def test_an_off_peak_study_waits_for_its_window(pipeline: Pipeline, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
