@@ -1,28 +1,41 @@
-"""The job journal: SQLite (WAL), the single source of truth for studies and their jobs.
+"""The job journal: the single source of truth for studies and their jobs.
 
-:class:`Journal` is every read and write of the journal file. What it stores is in two
-modules beside it, re-exported here so that callers import from ``service.journal`` alone:
+:class:`Journal` is every read and write of the journal, written once and run on either
+backend of :mod:`service.journal_db`: a SQLite file (WAL; the default, one host) or
+PostgreSQL (:mod:`service.journal_pg`; gateway and workers apart, sharing it). The SQL
+that differs between them is the :class:`~service.journal_db.Dialect`. What the journal
+stores is in modules beside it, re-exported here so that callers import from
+``service.journal`` alone:
 
 - :mod:`service.job_states`: the states a job (one study to process) goes through,
   ``received -> queued -> processing -> exporting -> done`` (or ``failed``,
   ``dead_letter``), :data:`TRANSITIONS` (every legal change) and
   :class:`IllegalTransitionError`;
-- :mod:`service.journal_schema`: the ``jobs`` and ``instances`` tables, the
-  :class:`Job` and :class:`Registered` records and how a connection is opened.
+- :mod:`service.journal_schema`: the ``jobs`` and ``instances`` tables and the
+  :class:`Job` and :class:`Registered` records.
 
 Each transition is one transaction that checks the job's state in its UPDATE (an illegal
 one raises :class:`IllegalTransitionError`), so the journal survives a crash at any point
-and two writers cannot skip a state; on start :meth:`Journal.resume` puts interrupted
-work back (``processing`` -> ``queued``; ``exporting`` stays, exports are idempotent).
-The ``instances`` table maps each spooled SOP Instance UID to its study and job and is
-what makes a re-sent instance a duplicate.
+and two writers cannot skip a state. The ``instances`` table maps each spooled SOP
+Instance UID to its study and job and is what makes a re-sent instance a duplicate.
 
-Durability: job transitions commit with ``synchronous=FULL`` (fsync per commit). Instance
-registrations commit without their own fsync (``synchronous=NORMAL`` on a second
-connection; the next FULL commit syncs them with it): the instance's spool file is
-already fsynced before it is registered, and start-up reconciliation registers every
-spool file the journal lacks (``Service.reconcile``), so a registration lost to a power
-cut is rebuilt, never the instance lost. That saves one of three fsyncs per C-STORE.
+Leases: a worker claims a job (``queued`` -> ``processing``) with a lease in its name
+(:attr:`Journal.owner`, one per Journal object) that it renews while it runs
+(:meth:`Journal.renew_lease`); only the holder can record the result, so one result per
+study is kept. A job whose lease expired (its worker died) is claimed again by the next
+worker, attempts + 1. On PostgreSQL the claim's ``SELECT ... FOR UPDATE SKIP LOCKED``
+lets workers claim side by side. An exporter takes a due export with a lease the same
+way, so two gateways never send one job at once. On start, a single host (the SQLite
+file, :attr:`~service.journal_db.Database.exclusive`) puts every interrupted run back at
+once (``processing`` -> ``queued``); scaled out, the leases do that.
+
+Durability: job transitions commit with an fsync (SQLite ``synchronous=FULL``,
+PostgreSQL's default). Instance registrations commit without their own (``relaxed``:
+SQLite ``synchronous=NORMAL`` on a second connection, PostgreSQL
+``synchronous_commit=off``): the instance's spool file is already fsynced before it is
+registered, and start-up reconciliation registers every spool file the journal lacks
+(``Service.reconcile``), so a registration lost to a power cut is rebuilt, never the
+instance lost. That saves one of three fsyncs per C-STORE.
 
 Holds DICOM UIDs (not identifying on their own) and never patient names or IDs.
 """
@@ -30,12 +43,10 @@ Holds DICOM UIDs (not identifying on their own) and never patient names or IDs.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
+import os
+import socket
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from service.job_states import (
@@ -46,8 +57,10 @@ from service.job_states import (
     JobState,
     Transition,
 )
+from service.journal_db import Database, Row, Tx, init_schema, open_database
+from service.journal_export import JournalExport
 from service.journal_routing import JournalRouting
-from service.journal_schema import SCHEMA, Job, Registered, connect, job_from_row, migrate
+from service.journal_schema import ADDED_COLUMNS, SCHEMA, Job, Registered, job_from_row
 
 __all__ = [
     "TERMINAL",
@@ -61,50 +74,55 @@ __all__ = [
     "Transition",
 ]
 
+DEFAULT_LEASE_S = 60.0
 
-class Journal(JournalRouting):
-    """Thread-safe access to the journal file (one connection, one lock); the routing
-    decisions (queue with a priority, route, ignore) are in :class:`JournalRouting`."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.RLock()
-        self._db = connect(path, "FULL")
-        self._db.executescript(SCHEMA)
-        migrate(self._db)
-        self._registrations = connect(path, "NORMAL")
+def _marks(values: tuple[object, ...]) -> str:
+    return ",".join("?" * len(values))
+
+
+class Journal(JournalExport, JournalRouting):
+    """Thread-safe access to the journal (one connection per backend and level, one lock);
+    the export stage is in :class:`JournalExport`, the routing decisions (queue with a
+    priority, route, ignore) in :class:`JournalRouting`. ``target``: a SQLite file path
+    or a ``postgresql://`` URL (``password`` from the settings' secret file);
+    ``lease_s``: how long a claim holds without renewal."""
+
+    def __init__(
+        self,
+        target: Path | str,
+        *,
+        password: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> None:
+        self._db: Database = open_database(target, password)
+        self.path = Path(target) if isinstance(target, Path) else None
+        self.lease_s = lease_s
+        # Names this process's claims in the journal (host and pid say whose they were).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._db.run(lambda tx: init_schema(tx, SCHEMA, ADDED_COLUMNS))
+
+    @property
+    def description(self) -> str:
+        return self._db.description
 
     def close(self) -> None:
-        with self._lock:
-            self._registrations.close()
-            self._db.close()
+        self._db.close()
 
-    @contextmanager
-    def _tx(self, db: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        db = self._db if db is None else db
-        with self._lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[Row]:
+        return self._db.run(lambda tx: tx.all(sql, args))
+
+    def _row(self, sql: str, args: tuple[object, ...] = ()) -> Row | None:
+        return self._db.run(lambda tx: tx.one(sql, args))
 
     # ------------------------------------------------------------------ instances
 
     def is_known(self, sop_uid: str) -> bool:
-        with self._lock:
-            row = self._db.execute("SELECT 1 FROM instances WHERE sop_uid=?", (sop_uid,))
-            return row.fetchone() is not None
+        return self._row("SELECT 1 AS known FROM instances WHERE sop_uid=?", (sop_uid,)) is not None
 
     def has_open_job(self, study_uid: str) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM jobs WHERE study_uid=? AND state='received'", (study_uid,)
-            )
-            return row.fetchone() is not None
+        sql = "SELECT 1 AS known FROM jobs WHERE study_uid=? AND state='received'"
+        return self._row(sql, (study_uid,)) is not None
 
     def register_instance(
         self,
@@ -123,14 +141,16 @@ class Journal(JournalRouting):
         its own (see the module docstring).
         """
         now = time.time() if now is None else now
-        with self._tx(self._registrations) as db:
-            open_job = db.execute(
+        greatest, least = self._db.dialect.greatest, self._db.dialect.least
+
+        def work(tx: Tx) -> Registered:
+            open_job = tx.one(
                 "SELECT job_id FROM jobs WHERE study_uid=? AND state='received'", (study_uid,)
-            ).fetchone()
-            if db.execute("SELECT 1 FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone():
+            )
+            if tx.one("SELECT 1 AS known FROM instances WHERE sop_uid=?", (sop_uid,)):
                 if open_job:
-                    db.execute(
-                        "UPDATE jobs SET last_received_at=MAX(last_received_at, ?), "
+                    tx.execute(
+                        f"UPDATE jobs SET last_received_at={greatest}(last_received_at, ?), "
                         "updated_at=? WHERE job_id=?",
                         (now, now, open_job["job_id"]),
                     )
@@ -139,27 +159,29 @@ class Journal(JournalRouting):
                 job_id, new_job = str(open_job["job_id"]), False
             else:
                 job_id, new_job = uuid.uuid4().hex, True
-                db.execute(
+                tx.execute(
                     "INSERT INTO jobs (job_id, study_uid, state, source, correlation_id, "
                     "created_at, first_received_at, last_received_at, updated_at) "
                     "VALUES (?, ?, 'received', ?, ?, ?, ?, ?, ?)",
                     (job_id, study_uid, source, uuid.uuid4().hex, now, now, now, now),
                 )
-            db.execute(
-                "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?)",
+            tx.execute(
+                "INSERT INTO instances (sop_uid, study_uid, job_id, path, size, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (sop_uid, study_uid, job_id, str(path), size, now),
             )
-            db.execute(
+            tx.execute(
                 "UPDATE jobs SET instances=instances+1, updated_at=?, "
-                "first_received_at=MIN(first_received_at, ?), "
-                "last_received_at=MAX(last_received_at, ?) WHERE job_id=?",
+                f"first_received_at={least}(first_received_at, ?), "
+                f"last_received_at={greatest}(last_received_at, ?) WHERE job_id=?",
                 (now, now, now, job_id),
             )
-        return Registered(job_id=job_id, duplicate=False, new_job=new_job)
+            return Registered(job_id=job_id, duplicate=False, new_job=new_job)
+
+        return self._db.run(work, relaxed=True)
 
     def known_sop_uids(self) -> set[str]:
-        with self._lock:
-            return {r[0] for r in self._db.execute("SELECT sop_uid FROM instances")}
+        return {str(r["sop_uid"]) for r in self._rows("SELECT sop_uid FROM instances")}
 
     def release_study(self, study_uid: str) -> list[Path]:
         """Forget the study's instances unless another job of it is unfinished.
@@ -167,54 +189,52 @@ class Journal(JournalRouting):
         Returns the spool files to delete (rows first: a crash leaves orphan files, which
         start-up reconciliation re-registers, never rows without files).
         """
-        marks = ",".join("?" * len(UNFINISHED))
-        with self._tx() as db:
-            busy = db.execute(
-                f"SELECT 1 FROM jobs WHERE study_uid=? AND state IN ({marks})",
+
+        def work(tx: Tx) -> list[Path]:
+            busy = tx.one(
+                f"SELECT 1 AS busy FROM jobs WHERE study_uid=? AND state IN ({_marks(UNFINISHED)})",
                 (study_uid, *UNFINISHED),
-            ).fetchone()
+            )
             if busy:
                 return []
-            rows = db.execute("SELECT path FROM instances WHERE study_uid=?", (study_uid,))
-            paths = [Path(r[0]) for r in rows.fetchall()]
-            db.execute("DELETE FROM instances WHERE study_uid=?", (study_uid,))
-        return paths
+            rows = tx.all("SELECT path FROM instances WHERE study_uid=?", (study_uid,))
+            tx.execute("DELETE FROM instances WHERE study_uid=?", (study_uid,))
+            return [Path(str(r["path"])) for r in rows]
+
+        return self._db.run(work)
 
     # ----------------------------------------------------------------------- jobs
 
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        row = self._row("SELECT * FROM jobs WHERE job_id=?", (job_id,))
         return job_from_row(row) if row else None
 
     def list_jobs(self, states: tuple[str, ...] | None = None, limit: int = 1000) -> list[Job]:
         query, args = "SELECT * FROM jobs", [*(states or ())]
         if states:
-            query += f" WHERE state IN ({','.join('?' * len(states))})"
+            query += f" WHERE state IN ({_marks(states)})"
         query += " ORDER BY created_at DESC LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(query, (*args, limit)).fetchall()
-        return [job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in self._rows(query, (*args, limit))]
 
     def unfinished_job_of(self, study_uid: str) -> str | None:
         """The study's newest unfinished job (where a re-sent instance of it already is);
         one lookup in the ``jobs_study_created`` index."""
-        marks = ",".join("?" * len(UNFINISHED))
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT job_id FROM jobs WHERE study_uid=? AND state IN ({marks}) "
-                "ORDER BY created_at DESC LIMIT 1",
-                (study_uid, *UNFINISHED),
-            ).fetchone()
-        return str(row[0]) if row else None
+        row = self._row(
+            f"SELECT job_id FROM jobs WHERE study_uid=? AND state IN ({_marks(UNFINISHED)}) "
+            "ORDER BY created_at DESC LIMIT 1",
+            (study_uid, *UNFINISHED),
+        )
+        return str(row["job_id"]) if row else None
 
     def count_unfinished(self) -> int:
-        marks = ",".join("?" * len(UNFINISHED))
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", UNFINISHED
-            ).fetchone()
-        return int(row[0])
+        sql = f"SELECT COUNT(*) AS n FROM jobs WHERE state IN ({_marks(UNFINISHED)})"
+        row = self._row(sql, UNFINISHED)
+        return int(row["n"]) if row else 0
+
+    def count_queued(self) -> int:
+        """Jobs waiting for a worker (``queued``): what the worker tier scales on."""
+        row = self._row("SELECT COUNT(*) AS n FROM jobs WHERE state='queued'")
+        return int(row["n"]) if row else 0
 
     def _transition(
         self,
@@ -222,33 +242,48 @@ class Journal(JournalRouting):
         transition: Transition,
         assignments: str = "",
         values: tuple[object, ...] = (),
-        condition: str = "1",
+        condition: str = "1=1",
         condition_values: tuple[object, ...] = (),
     ) -> Job:
         """Move one job along ``transition`` in one transaction, setting ``assignments``
         (this module's SQL, never a caller's) besides the state, if ``condition`` holds;
         ``KeyError`` for an unknown job, :class:`IllegalTransitionError` when it is in
-        another state or the condition does not hold."""
+        another state or the condition does not hold. Every transition but into
+        ``processing`` ends the job's lease."""
         sources, target = TRANSITIONS[transition]
         now = time.time()
         columns, stamps = ["state=?", "updated_at=?"], [target, now]
         if target in TERMINAL:
             columns.append("finished_at=?")
             stamps.append(now)
-        marks = ",".join("?" * len(sources))
+        if target != "processing":
+            columns.append("lease_owner=NULL, lease_expires_at=NULL")
+        if "processing" in sources and target != "processing":
+            # The result of a run is recorded by the worker holding the lease only: a
+            # worker whose lease expired (and whose job another took) keeps nothing.
+            condition, condition_values = (
+                f"({condition}) AND lease_owner=?",
+                (*condition_values, self.owner),
+            )
         sql = (
             f"UPDATE jobs SET {', '.join([*columns, assignments] if assignments else columns)} "
-            f"WHERE job_id=? AND state IN ({marks}) AND {condition}"
+            f"WHERE job_id=? AND state IN ({_marks(sources)}) AND {condition}"
         )
-        with self._tx() as db:
-            changed = db.execute(
-                sql, (*stamps, *values, job_id, *sources, *condition_values)
-            ).rowcount
-            row = db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+
+        def work(tx: Tx) -> tuple[int, Row | None]:
+            changed = tx.execute(sql, (*stamps, *values, job_id, *sources, *condition_values))
+            return changed.rowcount, tx.one("SELECT * FROM jobs WHERE job_id=?", (job_id,))
+
+        changed, row = self._db.run(work)
         if row is None:
             raise KeyError(f"no job {job_id}")
         if not changed:
-            raise IllegalTransitionError(job_id, transition, str(row["state"]))
+            state = str(row["state"])
+            if state == "processing" and row["lease_owner"] != self.owner:
+                raise IllegalTransitionError(job_id, transition, state,
+                    f"job {job_id}: the lease passed to {row['lease_owner']}; this run's "
+                    "result is not kept")  # fmt: skip
+            raise IllegalTransitionError(job_id, transition, state)
         return job_from_row(row)
 
     def mark_exporting(
@@ -274,110 +309,92 @@ class Journal(JournalRouting):
             (message, reason, str(output_dir)),
         )  # fmt: skip
 
-    def retry_export_later(
-        self, job_id: str, attempts: int, due: float, delivered: list[str], error: str
-    ) -> Job:
-        """``exporting`` stays: attempt ``attempts`` failed, the next is due at ``due``."""
-        return self._transition(
-            job_id, "retry_later",
-            "export_attempts=?, next_export_at=?, delivered=?, error=?, "
-            "error_reason='export-retrying'", (attempts, due, json.dumps(delivered), error),
-        )  # fmt: skip
-
-    def mark_done(self, job_id: str, delivered: list[str], error: str | None = None) -> Job:
-        """``exporting`` -> ``done``: every destination has the results."""
-        return self._transition(
-            job_id, "done", "delivered=?, next_export_at=NULL, error=?, error_reason=NULL",
-            (json.dumps(delivered), error),
-        )  # fmt: skip
-
-    def mark_dead_letter(self, job_id: str, delivered: list[str], error: str) -> Job:
-        """``exporting`` -> ``dead_letter``: export given up (``retry-export`` restarts it)."""
-        return self._transition(
-            job_id, "dead_letter",
-            "delivered=?, next_export_at=NULL, error=?, error_reason='export-failed'",
-            (json.dumps(delivered), error),
-        )  # fmt: skip
-
     def queue_quiet_jobs(self, cutoff: float) -> list[Job]:
         """``received`` jobs with no instance since ``cutoff`` become ``queued``."""
-        with self._tx() as db:
-            rows = db.execute(
+
+        def work(tx: Tx) -> list[Row]:
+            rows = tx.all(
                 "SELECT * FROM jobs WHERE state='received' AND last_received_at<=? "
                 "ORDER BY last_received_at",
                 (cutoff,),
-            ).fetchall()
-            db.execute(
+            )
+            tx.execute(
                 "UPDATE jobs SET state='queued', updated_at=? "
                 "WHERE state='received' AND last_received_at<=?",
                 (time.time(), cutoff),
             )
-        return [job_from_row(r) for r in rows]
+            return rows
+
+        return [job_from_row(r) for r in self._db.run(work)]
 
     def claim_next_queued(self, now: float | None = None) -> Job | None:
         """The ``queued`` job of highest priority, oldest first, whose ``not_before`` has
-        come (off-peak studies wait), now ``processing`` with one more attempt."""
-        now = time.time() if now is None else now
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT job_id FROM jobs WHERE state='queued' AND COALESCE(not_before, 0)<=? "
-                "ORDER BY priority DESC, last_received_at LIMIT 1",
-                (now,),
-            ).fetchone()
+        come (off-peak studies wait), or a ``processing`` job whose lease expired (its
+        worker died): now ``processing`` under this journal's lease, one more attempt.
+        ``now`` is the schedule's clock (``not_before``); leases run on the wall clock."""
+        clock = time.time()
+        now = clock if now is None else now
+        lock = self._db.dialect.skip_locked
+
+        def work(tx: Tx) -> Row | None:
+            row = tx.one(
+                "SELECT job_id FROM jobs WHERE (state='queued' AND COALESCE(not_before, 0)<=?) "
+                "OR (state='processing' AND COALESCE(lease_expires_at, 0)<?) "
+                f"ORDER BY priority DESC, last_received_at LIMIT 1{lock}",
+                (now, clock),
+            )
             if row is None:
                 return None
-            db.execute(
-                "UPDATE jobs SET state='processing', attempts=attempts+1, updated_at=? "
-                "WHERE job_id=?",
-                (time.time(), row[0]),
+            tx.execute(
+                "UPDATE jobs SET state='processing', attempts=attempts+1, updated_at=?, "
+                "lease_owner=?, lease_expires_at=? WHERE job_id=?",
+                (clock, self.owner, clock + self.lease_s, row["job_id"]),
             )
-            claimed = db.execute("SELECT * FROM jobs WHERE job_id=?", (row[0],)).fetchone()
-        return job_from_row(claimed)
+            return tx.one("SELECT * FROM jobs WHERE job_id=?", (row["job_id"],))
 
-    def next_export(self, now: float) -> tuple[Job | None, float | None]:
-        """The ``exporting`` job due first (or None) and when the next one falls due."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM jobs WHERE state='exporting' "
-                "ORDER BY COALESCE(next_export_at, 0) LIMIT 1"
-            ).fetchone()
-        if row is None:
-            return None, None
-        due = row["next_export_at"] or 0.0
-        return (job_from_row(row), due) if due <= now else (None, due)
+        claimed = self._db.run(work)
+        return job_from_row(claimed) if claimed else None
 
-    def retry_export(self, job_id: str) -> Job:
-        """Re-trigger the export of a dead-lettered (or done) job: all destinations again."""
+    def renew_lease(self, job_id: str) -> bool:
+        """Extend this journal's lease on a job it holds; False when it holds it no more
+        (it expired and another worker took the job, or the job moved on)."""
         now = time.time()
-        try:
-            return self._transition(
-                job_id, "re_export",
-                "export_attempts=0, next_export_at=?, delivered='[]', finished_at=NULL, "
-                "error=NULL, error_reason=NULL", (now,), "outputs!='[]'",
-            )  # fmt: skip
-        except IllegalTransitionError as error:
-            raise IllegalTransitionError(
-                job_id,
-                "re_export",
-                error.state,
-                f"job {job_id} is {error.state}: nothing to re-export",
-            ) from None
+        return self._db.run(lambda tx: tx.execute(
+            "UPDATE jobs SET lease_expires_at=? WHERE job_id=? AND lease_owner=?",
+            (now + self.lease_s, job_id, self.owner),
+        ).rowcount) == 1  # fmt: skip
 
-    def resume(self, now: float | None = None) -> list[Job]:
+    def resume(self, now: float | None = None, requeue_processing: bool | None = None) -> list[Job]:
         """After a restart: interrupted runs go back to ``queued``; all unfinished jobs.
+
+        ``requeue_processing`` (default: when the journal is a single host's file) puts
+        every ``processing`` job back and ends every lease: nobody else can hold one.
+        Scaled out, other workers may be running them; their leases decide.
 
         Studies still ``received`` restart their quiet period: while we were down a sender
         could not reach us, so the silence says nothing about the study being complete
         (queuing it now would give a partial study, and the re-sent rest a second job).
         """
         now = time.time() if now is None else now
-        with self._tx() as db:
-            db.execute(
-                "UPDATE jobs SET state='queued', updated_at=? WHERE state='processing'", (now,)
-            )
-            db.execute(
-                "UPDATE jobs SET last_received_at=MAX(last_received_at, ?), updated_at=? "
+        requeue = self._db.exclusive if requeue_processing is None else requeue_processing
+        greatest = self._db.dialect.greatest
+
+        def work(tx: Tx) -> None:
+            if requeue:
+                tx.execute(
+                    "UPDATE jobs SET state='queued', updated_at=?, lease_owner=NULL, "
+                    "lease_expires_at=NULL WHERE state='processing'",
+                    (now,),
+                )
+                tx.execute(
+                    "UPDATE jobs SET lease_owner=NULL, lease_expires_at=NULL "
+                    "WHERE state='exporting'"
+                )
+            tx.execute(
+                f"UPDATE jobs SET last_received_at={greatest}(last_received_at, ?), updated_at=? "
                 "WHERE state='received'",
                 (now, now),
             )
+
+        self._db.run(work)
         return self.list_jobs(UNFINISHED)

@@ -10,40 +10,36 @@ instead of deciding on a partial study.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.journal_schema import Job, job_from_row
 
+if TYPE_CHECKING:
+    from service.journal_db import Row
+
 
 class JournalRouting:
     if TYPE_CHECKING:  # provided by service.journal.Journal
-        _lock: threading.RLock
-        _db: sqlite3.Connection
-
+        _rows: Callable[..., list[Row]]  # Journal._rows(sql, args)
         _transition: Callable[..., Job]  # Journal._transition
 
     def quiet_jobs(self, cutoff: float) -> list[Job]:
         """``received`` jobs with no instance since ``cutoff``, quiet longest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM jobs WHERE state='received' AND last_received_at<=? "
-                "ORDER BY last_received_at",
-                (cutoff,),
-            ).fetchall()
+        rows = self._rows(
+            "SELECT * FROM jobs WHERE state='received' AND last_received_at<=? "
+            "ORDER BY last_received_at",
+            (cutoff,),
+        )
         return [job_from_row(row) for row in rows]
 
     def instance_paths(self, job_id: str) -> list[Path]:
         """The spool files of the job's instances, in the order they arrived."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT path FROM instances WHERE job_id=? ORDER BY received_at, sop_uid",
-                (job_id,),
-            ).fetchall()
-        return [Path(row[0]) for row in rows]
+        rows = self._rows(
+            "SELECT path FROM instances WHERE job_id=? ORDER BY received_at, sop_uid", (job_id,)
+        )
+        return [Path(str(row["path"])) for row in rows]
 
     def queue_routed(
         self, job_id: str, cutoff: float, priority: int, not_before: float | None, rule: str | None

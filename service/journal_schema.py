@@ -4,9 +4,11 @@
 ``instances`` maps each spooled SOP Instance UID to its study and job and is what makes a
 re-sent instance a duplicate. :data:`SCHEMA` is applied on every open and is idempotent
 (``IF NOT EXISTS``; the ``DROP INDEX`` retires the older ``jobs_study`` index, replaced by
-``jobs_study_created``). :func:`connect` opens a connection the way the journal needs it;
-:func:`migrate` adds the columns of later releases to a journal file written before them
-(:data:`ADDED_COLUMNS`: the routing decision of :mod:`service.routing`).
+``jobs_study_created``) and is the same text for SQLite and PostgreSQL (``DOUBLE
+PRECISION`` and ``BIGINT`` have SQLite's REAL and INTEGER affinity; a file written with
+the older REAL/INTEGER names reads the same). :func:`service.journal_db.init_schema` adds
+the columns of later releases to a journal written before them (:data:`ADDED_COLUMNS`:
+the routing decision of :mod:`service.routing`, the worker leases).
 
 Holds DICOM UIDs (not identifying on their own) and never patient names or IDs.
 """
@@ -14,8 +16,8 @@ Holds DICOM UIDs (not identifying on their own) and never patient names or IDs.
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -28,15 +30,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL,
     source TEXT NOT NULL,
     correlation_id TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    first_received_at REAL NOT NULL,
-    last_received_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    finished_at REAL,
-    instances INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    export_attempts INTEGER NOT NULL DEFAULT 0,
-    next_export_at REAL,
+    created_at DOUBLE PRECISION NOT NULL,
+    first_received_at DOUBLE PRECISION NOT NULL,
+    last_received_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    finished_at DOUBLE PRECISION,
+    instances BIGINT NOT NULL DEFAULT 0,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    export_attempts BIGINT NOT NULL DEFAULT 0,
+    next_export_at DOUBLE PRECISION,
     delivered TEXT NOT NULL DEFAULT '[]',
     output_dir TEXT,
     outputs TEXT NOT NULL DEFAULT '[]',
@@ -51,33 +53,29 @@ CREATE TABLE IF NOT EXISTS instances (
     study_uid TEXT NOT NULL,
     job_id TEXT NOT NULL,
     path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    received_at REAL NOT NULL
+    size BIGINT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
 """
 
 
-# Columns added after the first release, with their definitions: added by migrate() to an
-# older journal file (SQLite's ALTER TABLE ADD COLUMN; a new file gets them the same way).
+# Columns added after the first release, with their definitions: added by init_schema() to an
+# older journal (ALTER TABLE ADD COLUMN; a new journal gets them the same way).
 ADDED_COLUMNS = {
     # Claim order: higher first (service.routing.PRIORITIES: stat 2, normal 1, off-peak 0).
     "priority": "INTEGER NOT NULL DEFAULT 1",
     # Not claimed before this time (an off-peak study waits for its window); NULL = now.
-    "not_before": "REAL",
+    "not_before": "DOUBLE PRECISION",  # (REAL in PostgreSQL would be 4 bytes)
     # JSON list of channel names the results go to; NULL = every default channel.
     "destinations": "TEXT",
     # The routing rule that decided (NULL: no rule file, or the default).
     "rule": "TEXT",
+    # Who holds the job (a worker while processing, an exporter while sending) and until
+    # when: a holder that dies stops renewing, and the job is taken again once it expires.
+    "lease_owner": "TEXT",
+    "lease_expires_at": "DOUBLE PRECISION",
 }
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    """Add :data:`ADDED_COLUMNS` missing from ``jobs`` (idempotent)."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-    for name, definition in ADDED_COLUMNS.items():
-        if name not in present:
-            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
 
 class Job(BaseModel):
@@ -104,6 +102,8 @@ class Job(BaseModel):
     not_before: float | None = None
     destinations: list[str] | None = None
     rule: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
 
 
 class Registered(BaseModel):
@@ -114,7 +114,7 @@ class Registered(BaseModel):
     new_job: bool
 
 
-def job_from_row(row: sqlite3.Row) -> Job:
+def job_from_row(row: Mapping[str, Any]) -> Job:
     """A ``jobs`` row as a :class:`Job` (its JSON list columns decoded)."""
     data = dict(row)
     data["delivered"] = json.loads(data["delivered"])
@@ -122,14 +122,3 @@ def job_from_row(row: sqlite3.Row) -> Job:
     if data.get("destinations") is not None:
         data["destinations"] = json.loads(data["destinations"])
     return Job.model_validate(data)
-
-
-def connect(path: Path, synchronous: str) -> sqlite3.Connection:
-    """A connection in autocommit mode (the journal opens its own transactions), WAL,
-    ``synchronous`` as given (``FULL`` or ``NORMAL``), waiting up to 10 s for a lock."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={synchronous}")
-    db.execute("PRAGMA busy_timeout=10000")
-    return db

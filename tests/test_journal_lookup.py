@@ -34,14 +34,12 @@ def test_unfinished_job_of_uses_the_study_index(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     for number in range(50):
         journal.register_instance(f"1.2.{number}", f"1.2.{number}.1", tmp_path / "x", 1)
-    plan = " ".join(
-        str(row[3])
-        for row in journal._db.execute(
-            "EXPLAIN QUERY PLAN SELECT job_id FROM jobs WHERE study_uid=? AND state IN "
-            "('received','queued','processing','exporting') ORDER BY created_at DESC LIMIT 1",
-            ("1.2.7",),
-        )
+    rows = journal._rows(
+        "EXPLAIN QUERY PLAN SELECT job_id FROM jobs WHERE study_uid=? AND state IN "
+        "('received','queued','processing','exporting') ORDER BY created_at DESC LIMIT 1",
+        ("1.2.7",),
     )
+    plan = " ".join(str(row["detail"]) for row in rows)
     assert "USING INDEX jobs_study_created (study_uid=?)" in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # no sort: the index is in created_at order
     assert journal.unfinished_job_of("1.2.7") is not None
@@ -52,6 +50,6 @@ def test_an_old_journal_gets_the_new_index(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     Journal(path).close()
     journal = Journal(path)
-    names = {r[0] for r in journal._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    names = {r["name"] for r in journal._rows("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "jobs_study_created" in names and "jobs_study" not in names
     journal.close()

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from service.journal import TRANSITIONS, IllegalTransitionError, Job, Journal
+from tests.pg_support import OpenJournal, open_journal, postgres  # noqa: F401 (fixtures)
 
 STUDY = "1.2.3.4"
 OUT = Path("/out")
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal(tmp_path / "journal.sqlite3")
-    yield opened
-    opened.close()
+def journal(open_journal: OpenJournal) -> Journal:  # noqa: F811 (the fixture)
+    """Each test runs on both backends: a SQLite file and a PostgreSQL schema."""
+    return open_journal()
 
 
 def received(journal: Journal, sop: str = "1.1") -> str:
