@@ -311,7 +311,8 @@ def failure_detection(
         [o.family == "clean" for o in validation],
     )
     failures = [o for o in test if o.failed]
-    clean_test = [o for o in test if o.family == "clean"]
+    # A false flag is a flagged success: a clean study that failed is rightly flagged.
+    clean_successes = [o for o in test if o.family == "clean" and not o.failed]
     scores = [o.scores[best] for o in test]
     curve = risk_coverage(scores, [1.0 - o.dice for o in test])
     step = max(1, len(curve) // 50)
@@ -326,7 +327,9 @@ def failure_detection(
             else None
         ),
         false_flag_rate_clean=round(
-            sum(o.scores[best] > threshold for o in clean_test) / max(len(clean_test), 1), 4
+            sum(o.scores[best] > threshold for o in clean_successes)
+            / max(len(clean_successes), 1),
+            4,
         ),
         auroc=_rounded(auroc(scores, [o.failed for o in test])),
         aurc=round(aurc(scores, [1.0 - o.dice for o in test]), 5),

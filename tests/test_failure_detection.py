@@ -1,0 +1,38 @@
+"""Failure detection's figures (models/builder/evaluate.failure_detection) on known outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.builder.evaluate import StudyOutcome, failure_detection
+from models.uncertainty import STUDY_SCORES
+
+
+def _outcome(name: str, family: str, dice: float, score: float) -> StudyOutcome:
+    return StudyOutcome(
+        modality="MR",
+        dice=dice,
+        cldice=dice,
+        hd95_mm=1.0,
+        name=name,
+        family=family,
+        severity="none" if family == "clean" else "severe",
+        scores=dict.fromkeys(STUDY_SCORES, score),
+    )
+
+
+@pytest.mark.requirement("SRS-081")
+def test_a_flagged_clean_failure_is_not_a_false_flag() -> None:
+    validation = [_outcome(f"v{i}", "clean", 0.9, 0.1 + 0.01 * i) for i in range(10)]
+    validation += [_outcome(f"f{i}", "noise", 0.2, 0.8 + 0.01 * i) for i in range(5)]
+    test = [
+        _outcome("ok-1", "clean", 0.9, 0.1),
+        _outcome("ok-2", "clean", 0.92, 0.15),
+        _outcome("ok-flagged", "clean", 0.88, 0.9),  # a success flagged: one false flag
+        _outcome("failed", "clean", 0.2, 0.95),  # a clean failure, rightly flagged
+        _outcome("shift-failed", "noise", 0.1, 0.9),
+    ]
+    detection, _ = failure_detection(validation, test)
+    assert 0.2 < detection.threshold < 0.8
+    assert detection.recall == 1.0
+    assert detection.false_flag_rate_clean == pytest.approx(1 / 3, abs=1e-4)
