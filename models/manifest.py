@@ -87,6 +87,27 @@ class Member(_Strict):
         return value
 
 
+class DatasetVersion(_Strict):
+    """One dataset a build used, by content hash (``models.builder.datasets.validation``)."""
+
+    role: Literal[
+        "synthetic-train", "synthetic-val", "synthetic-test", "site-train", "site-test", "train"
+    ] = Field(description="train: what the members were trained on (site and synthetic mixed)")
+    source: str = Field(description="generator version, or the site dataset's folder name")
+    content_sha256: str
+    cases: int = Field(ge=0)
+    format: str | None = Field(default=None, description="site datasets: nnunet or dicom-seg")
+
+
+class TrackingRecord(_Strict):
+    """Where the build's MLflow run lives (``models.builder.tracking``)."""
+
+    tracking_uri: str = Field(description="without credentials")
+    experiment_id: str
+    run_id: str
+    registered_model: str | None = None
+
+
 class Provenance(_Strict):
     generator_version: str
     train_split_sha256: str
@@ -105,11 +126,25 @@ class Provenance(_Strict):
         description="the code the metrics were measured with, when the members were "
         "measured again after training (python -m models.builder --reevaluate)",
     )
+    # Issue 17 (site data, experiment tracking); optional, so older manifests stay valid.
+    datasets: tuple[DatasetVersion, ...] = Field(
+        default=(), description="content hash of every dataset the build used"
+    )
+    mlflow_runs: tuple[TrackingRecord, ...] = Field(default=(), description="MLflow run(s)")
+    fine_tuned_from: dict[str, str] = Field(
+        default_factory=dict,
+        description="member -> SHA-256 of the builder checkpoint it was fine-tuned from "
+        "(the checkpoint reproduced the reference member within the parity tolerance)",
+    )
 
 
 class DataLockout(_Strict):
     test_split_sha256: str = Field(description="content SHA-256 of the locked test split")
     test_cases: int = Field(ge=1)
+    site_test_sha256: str | None = Field(
+        default=None, description="content SHA-256 of the site's locked test cases"
+    )
+    site_test_cases: int | None = Field(default=None, ge=1)
 
 
 StudyScoreName = Literal["member_disagreement", "vessel_mutual_information", "vessel_entropy"]
@@ -190,7 +225,11 @@ class FailureDetection(_Strict):
     studies: int = Field(ge=1)
     failures: int = Field(ge=0)
     recall: float | None = Field(description="flagged failures / failures")
-    false_flag_rate_clean: float = Field(ge=0.0, le=1.0)
+    false_flag_rate_clean: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="flagged share of the clean test studies that did not fail (Dice >= 0.5)",
+    )
     auroc: float | None
     aurc: float = Field(ge=0.0)
     by_severity: tuple[SeverityDetection, ...]
@@ -257,6 +296,12 @@ class EnsembleManifest(_Strict):
     )
     failure_detection: FailureDetection | None = None
     voxel_calibration: VoxelCalibration | None = None
+    validation_metrics: dict[str, SegmentationMetrics] = Field(
+        default_factory=dict, description="the clean validation split, by modality"
+    )
+    site_test_metrics: dict[str, SegmentationMetrics] = Field(
+        default_factory=dict, description="the site's locked test cases, by modality"
+    )
 
     @model_validator(mode="after")
     def _unique_members(self) -> EnsembleManifest:

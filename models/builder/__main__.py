@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from models.builder.build import build, reevaluate
-from models.builder.config import SHIPPED, SMOKE
+from models.builder.config import SHIPPED, SMOKE, BuildRecipe, SiteDataRecipe
 from models.builder.model_card import write_model_card
-from models.manifest import read_manifest
+from models.builder.tracking import resolve_uri, tracked_build, ui_command
+from models.manifest import EnsembleManifest, read_manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,19 +40,104 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="redraw the model card from the manifest in --out-dir; train nothing",
     )
+    site = parser.add_argument_group(
+        "a site's own annotated studies (README: Rebuilding the models)",
+    )
+    site.add_argument("--site-data", type=Path, help="nnU-Net raw dataset or DICOM+SEG folder")
+    site.add_argument("--site-format", choices=("auto", "nnunet", "dicom-seg"), default="auto")
+    site.add_argument(
+        "--synthetic-share",
+        type=float,
+        default=0.5,
+        help="share of training cases drawn from the synthetic generator (0 = site only)",
+    )
+    site.add_argument(
+        "--fine-tune-from",
+        type=Path,
+        help="folder of the builder's member checkpoints (<member>.pt) to fine-tune from; "
+        "without it the members are trained from scratch",
+    )
+    site.add_argument(
+        "--reference-dir",
+        type=Path,
+        default=Path("models/ensemble"),
+        help="the ONNX ensemble the checkpoints must reproduce before fine-tuning",
+    )
+    site.add_argument("--fine-tune-iterations", type=int)
+    parser.add_argument("--recipe", type=Path, help="a BuildRecipe as JSON (overrides --smoke)")
+    parser.add_argument("--version", help="the ensemble version to build (x.y.z)")
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking store or server (default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///var/mlflow/mlflow.db)",
+    )
+    parser.add_argument("--no-tracking", action="store_true", help="record no MLflow run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.card_only:
         card = write_model_card(read_manifest(args.out_dir), args.out_dir)
         print(f"model card: {card}")
         return 0
-    recipe = SMOKE if args.smoke else SHIPPED
+    recipe = _recipe(args)
     if args.smoke and args.out_dir == Path("models/ensemble"):
         parser.error("--smoke must not overwrite the shipped ensemble: pass --out-dir")
+    if recipe.site is not None and args.out_dir == Path("models/ensemble"):
+        parser.error("a site build must not overwrite the shipped ensemble: pass --out-dir")
+    run_line = ""
     if args.reevaluate:
         manifest = reevaluate(recipe, args.data_dir, args.out_dir)
-    else:
+    elif args.no_tracking:
         manifest = build(recipe, args.data_dir, args.out_dir, args.work_dir, args.reuse_checkpoints)
+    else:
+        tracked = tracked_build(
+            recipe,
+            args.data_dir,
+            args.out_dir,
+            args.work_dir,
+            args.tracking_uri,
+            args.reuse_checkpoints,
+        )
+        manifest = tracked.manifest
+        run_line = (
+            f"MLflow run {tracked.run.run_id} (experiment {tracked.run.experiment_id}), "
+            f"registered model {recipe.ensemble_name} version {tracked.model_version}\n"
+            f"look at it with: {ui_command(resolve_uri(args.tracking_uri))}"
+        )
+    _report(manifest)
+    print(f"manifest and model card in {args.out_dir}")
+    if run_line:
+        print(run_line)
+    return 0
+
+
+def _recipe(args: argparse.Namespace) -> BuildRecipe:
+    if args.recipe is not None:
+        recipe = BuildRecipe.model_validate_json(args.recipe.read_text())
+    else:
+        recipe = SMOKE if args.smoke else SHIPPED
+    if args.version:
+        recipe = recipe.model_copy(update={"version": args.version})
+    if args.site_data is not None:
+        site = SiteDataRecipe(
+            path=args.site_data,
+            format=args.site_format,
+            synthetic_share=args.synthetic_share,
+            start_from="checkpoints" if args.fine_tune_from else "scratch",
+            checkpoint_dir=args.fine_tune_from,
+            reference_dir=args.reference_dir,
+            fine_tune_iterations=args.fine_tune_iterations,
+        )
+        recipe = recipe.model_copy(update={"site": site})
+    # Validated again: model_copy does not check the updated fields.
+    return BuildRecipe.model_validate(recipe.model_dump())
+
+
+def _report(manifest: EnsembleManifest) -> None:
+    for modality, metrics in manifest.site_test_metrics.items():
+        print(
+            f"site test {modality}: Dice {metrics.dice:.4f}  clDice {metrics.cldice:.4f}  "
+            f"HD95 {metrics.hd95_mm:.2f} mm  ({metrics.cases} cases)"
+        )
     for modality, metrics in manifest.ensemble_metrics.items():
         print(
             f"ensemble {modality}: Dice {metrics.dice:.4f}  clDice {metrics.cldice:.4f}  "
@@ -70,8 +156,6 @@ def main(argv: list[str] | None = None) -> int:
             f"voxel calibration: T {calibration.temperature}, test ECE "
             f"{calibration.test_ece_before} -> {calibration.test_ece_after}"
         )
-    print(f"manifest and model card in {args.out_dir}")
-    return 0
 
 
 if __name__ == "__main__":

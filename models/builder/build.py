@@ -16,12 +16,15 @@ import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
 from models.builder.config import BuildRecipe
+from models.builder.datasets import read_site_test
+from models.builder.datasets.validation import content_sha256
 from models.builder.determinism import PINNED_KERNELS, cpu_capability
 from models.builder.evaluate import (
     MIN_VESSEL_ML,
@@ -40,6 +43,8 @@ from models.builder.evaluate import (
 )
 from models.builder.export import export_with_parity
 from models.builder.model_card import write_model_card
+from models.builder.params import build_params
+from models.builder.site import SitePlan, plan_site_build, site_versions, synthetic_versions
 from models.builder.train import build_network, prepare_cases, train_member
 from models.digest import sha256_file
 from models.features import reference_profile
@@ -56,6 +61,9 @@ from models.manifest import (
 )
 from synthetic.case import GENERATOR_VERSION
 from synthetic.splits import LoadedCase, SplitIndex, read_split, read_split_index, write_split
+
+if TYPE_CHECKING:
+    from models.builder.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +120,19 @@ def _train_and_export(
     out_dir: Path,
     work_dir: Path,
     reuse_checkpoints: bool,
+    fine_tune: SitePlan | None = None,
+    tracker: Tracker | None = None,
 ) -> list[ort.InferenceSession]:
     sessions = []
     for member_recipe in recipe.members:
         checkpoint = work_dir / f"{member_recipe.name}.pt"
         recipe_file = work_dir / f"{member_recipe.name}.recipe.json"
-        # A checkpoint is reused only for the same recipe on the same training data.
+        # A checkpoint is reused only for the same recipe on the same training data
+        # (and, when fine-tuned, from the same start point).
+        start = fine_tune.fine_tuned_from.get(member_recipe.name) if fine_tune else None
         trained_on = json.dumps(
-            {"recipe": member_recipe.model_dump(mode="json"), "train": train_sha256},
+            {"recipe": member_recipe.model_dump(mode="json"), "train": train_sha256}
+            | ({"from": start} if start else {}),
             sort_keys=True,
         )
         if (
@@ -133,7 +146,18 @@ def _train_and_export(
             network.eval()
             log.info("%s: reusing checkpoint %s", member_recipe.name, checkpoint)
         else:
-            network = train_member(train_cases, member_recipe, recipe.torch_threads)
+            on_loss, flush = tracker.loss_logger(member_recipe.name) if tracker else (None, None)
+            network = train_member(
+                train_cases,
+                member_recipe,
+                recipe.torch_threads,
+                initial_state=fine_tune.initial_states.get(member_recipe.name)
+                if fine_tune
+                else None,
+                on_loss=on_loss,
+            )
+            if flush is not None:
+                flush()
             torch.save(network.state_dict(), checkpoint)
             recipe_file.write_text(trained_on)
         real = prepare_cases(val_cases[:1], member_recipe)[0].image
@@ -187,25 +211,63 @@ def build(
     out_dir: Path,
     work_dir: Path,
     reuse_checkpoints: bool = False,
+    tracker: Tracker | None = None,
 ) -> EnsembleManifest:
+    """Train, export and evaluate ``recipe``; with ``recipe.site``, on the site's data too.
+
+    A site dataset is validated before anything trains; its test cases are read (audited,
+    locked) again only for the final evaluation. ``tracker``: the MLflow run that gets
+    the parameters, data versions and every iteration's loss (``models.builder.tracking``).
+    """
     # The commit the build starts from is the code that trains: commits made while it
     # runs (an hour) must not be recorded as its provenance.
     code_commit = _code_commit()
     train_index = ensure_split(data_dir, "train", recipe.train_seeds)
     val_index = ensure_split(data_dir, "val", recipe.val_seeds)
+    test_index = ensure_split(data_dir, "test", recipe.test_seeds)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
+    train_cases = read_split(data_dir / "train")
+    train_sha256 = train_index.content_sha256
+    datasets = synthetic_versions([train_index, val_index, test_index])
+    plan = None
+    if recipe.site is not None:
+        plan = plan_site_build(recipe, train_cases, work_dir)
+        recipe, train_cases = plan.recipe, plan.train_cases
+        train_sha256 = content_sha256(train_cases)
+        datasets += site_versions(plan, train_sha256)
+    if tracker is not None:
+        tracker.log_params(build_params(recipe, datasets, code_commit, plan))
+        tracker.log_datasets(datasets)
     sessions = _train_and_export(
         recipe,
-        read_split(data_dir / "train"),
-        train_index.content_sha256,
+        train_cases,
+        train_sha256,
         read_split(data_dir / "val"),
         out_dir,
         work_dir,
         reuse_checkpoints,
+        plan,
+        tracker,
     )
-    provenance = _provenance(code_commit, train_index.content_sha256, val_index.content_sha256)
-    return _evaluate(recipe, sessions, data_dir, out_dir, provenance)
+    provenance = _provenance(code_commit, train_sha256, val_index.content_sha256).model_copy(
+        update={
+            "datasets": tuple(datasets),
+            "mlflow_runs": (tracker.record(recipe.ensemble_name),) if tracker else (),
+            "fine_tuned_from": plan.fine_tuned_from if plan else {},
+        }
+    )
+    site_test = None
+    if plan is not None and plan.dataset.test_sha256 is not None:
+        assert recipe.site is not None
+        site_test = read_site_test(
+            recipe.site.path,
+            recipe.site.format,
+            max_spacing_mm=recipe.site.max_spacing_mm,
+            lock_file=plan.lock_file,
+            purpose="builder: final evaluation of the ensemble on the site's locked test cases",
+        )
+    return _evaluate(recipe, sessions, data_dir, out_dir, provenance, site_test=site_test)
 
 
 def reevaluate(recipe: BuildRecipe, data_dir: Path, out_dir: Path) -> EnsembleManifest:
@@ -259,6 +321,7 @@ def _evaluate(
     out_dir: Path,
     provenance: Provenance,
     cpu_ms: dict[str, float | None] | None = None,
+    site_test: list[LoadedCase] | None = None,
 ) -> EnsembleManifest:
     """Validation (flag threshold, temperature), the locked test split, the manifest.
 
@@ -324,6 +387,10 @@ def _evaluate(
             )
         )
     clean_test = [o for o in test_outcomes if o.family == "clean"]
+    site_outcomes = [
+        evaluate_case(case, predict_members(case, sessions, recipe.members), "site", "none", faint)
+        for case in site_test or []
+    ]
 
     manifest = EnsembleManifest(
         name=recipe.ensemble_name,
@@ -331,7 +398,10 @@ def _evaluate(
         members=tuple(members),
         ensemble_metrics=segmentation_metrics(clean_test),
         data=DataLockout(
-            test_split_sha256=test_index.content_sha256, test_cases=len(test_index.cases)
+            test_split_sha256=test_index.content_sha256,
+            test_cases=len(test_index.cases),
+            site_test_sha256=_site_test_sha256(provenance),
+            site_test_cases=len(site_test) if site_test else None,
         ),
         provenance=provenance,
         calibration=Calibration(
@@ -351,7 +421,13 @@ def _evaluate(
         robustness=robustness_table(test_outcomes, detection.score, detection.threshold),
         failure_detection=detection,
         voxel_calibration=calibration_block,
+        validation_metrics=segmentation_metrics([o for o in val_outcomes if o.family == "clean"]),
+        site_test_metrics=segmentation_metrics(site_outcomes),
     )
     (out_dir / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
     write_model_card(manifest, out_dir)
     return manifest
+
+
+def _site_test_sha256(provenance: Provenance) -> str | None:
+    return next((d.content_sha256 for d in provenance.datasets if d.role == "site-test"), None)

@@ -6,6 +6,7 @@ same code path for CI. Both are pydantic models so a recipe can be read from JSO
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +46,38 @@ class MemberRecipe(BaseModel):
     augmentation: AugmentationRecipe = AugmentationRecipe()
 
 
+class SiteDataRecipe(BaseModel):
+    """A site's own annotated studies (``models.builder.datasets``), mixed with synthetic ones.
+
+    ``synthetic_share``: the share of training cases (and so, cases being drawn uniformly,
+    of training patches) that come from the synthetic generator's training split; 0 trains
+    on the site's cases alone. ``start_from``: ``scratch`` (the member's seed), or
+    ``checkpoints``: fine-tune from the builder's PyTorch checkpoints in
+    ``checkpoint_dir`` (``<member>.pt``, written by every build). ONNX members cannot be
+    trained, so a checkpoint is accepted only when, exported, it reproduces the member
+    of ``reference_dir`` (the shipped ensemble) within the parity tolerance: fine-tuning
+    then starts from exactly the shipped weights.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path
+    format: Literal["auto", "nnunet", "dicom-seg"] = "auto"
+    synthetic_share: float = Field(default=0.5, ge=0.0, lt=1.0)
+    start_from: Literal["scratch", "checkpoints"] = "scratch"
+    checkpoint_dir: Path | None = None
+    reference_dir: Path | None = Path("models/ensemble")
+    # Fine-tuning moves from a good optimum: fewer steps at a lower rate than training.
+    fine_tune_iterations: int | None = Field(default=None, ge=1)
+    fine_tune_learning_rate_scale: float = Field(default=0.1, gt=0.0, le=1.0)
+    max_spacing_mm: float = Field(default=3.0, gt=0.0)
+    # Reproducing a build: the content hashes it recorded; a different dataset is refused.
+    train_sha256: str | None = None
+    test_lock_file: Path | None = Field(
+        default=None, description="default: <work dir>/site-test-lock.json"
+    )
+
+
 class BuildRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -66,6 +99,8 @@ class BuildRecipe(BaseModel):
     torch_threads: int = 2
     onnx_opset: int = 17
     parity_tolerance: float = 1e-4
+    # A site's own annotated studies (issue 17); None: synthetic data only.
+    site: SiteDataRecipe | None = None
 
 
 # Three architectures for ensemble diversity (a deep wide UNet on 64^3 patches, a

@@ -327,8 +327,7 @@ def failure_detection(
             else None
         ),
         false_flag_rate_clean=round(
-            sum(o.scores[best] > threshold for o in clean_successes)
-            / max(len(clean_successes), 1),
+            sum(o.scores[best] > threshold for o in clean_successes) / max(len(clean_successes), 1),
             4,
         ),
         auroc=_rounded(auroc(scores, [o.failed for o in test])),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,12 +117,24 @@ def seed_everything(seed: int, threads: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def train_member(cases: list[LoadedCase], recipe: MemberRecipe, threads: int) -> torch.nn.Module:
-    """Train one member from scratch; returns the network in eval mode."""
+def train_member(
+    cases: list[LoadedCase],
+    recipe: MemberRecipe,
+    threads: int,
+    initial_state: Mapping[str, torch.Tensor] | None = None,
+    on_loss: Callable[[int, float], None] | None = None,
+) -> torch.nn.Module:
+    """Train one member; returns the network in eval mode.
+
+    ``initial_state``: weights to start from (fine-tuning), else the seed's initialisation.
+    ``on_loss(iteration, loss)``: called with every iteration's loss (experiment tracking).
+    """
     rng = seed_everything(recipe.seed, threads)
     prepared = prepare_cases(cases, recipe)
     augment = Augmenter(recipe.augmentation, seed=recipe.seed)
     network = build_network(recipe)
+    if initial_state is not None:
+        network.load_state_dict(initial_state)
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
     optimiser = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -148,6 +161,8 @@ def train_member(cases: list[LoadedCase], recipe: MemberRecipe, threads: int) ->
         optimiser.step()
         schedule.step()
         value = loss.item()
+        if on_loss is not None:
+            on_loss(iteration, value)
         running = 0.95 * running + 0.05 * value if iteration > 1 else value
         if iteration % 100 == 0 or iteration == recipe.iterations:
             log.info(
