@@ -1,10 +1,15 @@
 """``python -m service``: run the appliance service and look after its jobs.
 
     python -m service [--config FILE] serve               gateway + worker + exporter + HTTP
+    python -m service [--config FILE] worker              the inference tier alone
     python -m service [--config FILE] jobs [--state S]... list jobs (newest first)
     python -m service [--config FILE] show JOB_ID         one job as JSON
     python -m service [--config FILE] retry-export JOB_ID re-send a dead-lettered job
     python -m service [--config FILE] settings            effective settings (JSON)
+
+``serve`` is the whole appliance on one host; with ``local_worker=false`` it is the ingest
+tier alone, and ``worker`` processes (any number, any host) claim the jobs from the shared
+``journal_url`` (PostgreSQL) and process them on the shared ``var_dir`` (spool, outputs).
 
 ``retry-export`` writes to the journal; a running service picks the job up within a
 second. Exit codes: 0 ok, 1 cannot start (a port taken, ...), 2 bad arguments, 3 unknown
@@ -122,10 +127,39 @@ def serve(settings: ServiceSettings) -> int:
     return 0
 
 
+def run_worker(settings: ServiceSettings) -> int:
+    """The inference tier: claim, process, hand over to the ingest tier's export."""
+    from operators.errors import PipelineError
+    from service.app import WorkerTier
+
+    setup_logging(settings)
+    preflight(settings)
+    if settings.journal_url is None:
+        log.warning("worker on the SQLite journal %s: only processes of this host may share "
+                    "it (set journal_url to scale out)", settings.journal_path)  # fmt: skip
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda number, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda number, frame: stop.set())
+    try:
+        tier = WorkerTier(settings)
+        tier.start()
+    except PipelineError as error:
+        log.error("cannot start: %s", error.message)
+        return error.exit_code
+    except (OSError, RuntimeError) as error:  # the journal database unreachable, a port
+        log.error("cannot start: %s", error)
+        return 1
+    while not stop.wait(1.0):
+        pass
+    log.info("worker stopping: the current run finishes first")
+    tier.stop()
+    return 0
+
+
 def _journal(settings: ServiceSettings) -> Journal:
-    if not settings.journal_path.is_file():
+    if settings.journal_url is None and not settings.journal_path.is_file():
         raise KeyError(f"no journal at {settings.journal_path} (has the service run?)")
-    return Journal(settings.journal_path)
+    return Journal.from_settings(settings)
 
 
 def list_jobs(settings: ServiceSettings, states: list[str] | None, as_json: bool) -> int:
@@ -145,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="service config file (JSON or TOML)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the DICOM gateway, worker and exporter")
+    commands.add_parser("worker", help="run the inference tier alone (shared journal_url)")
     jobs = commands.add_parser("jobs", help="list jobs")
     jobs.add_argument("--state", action="append", help="only jobs in this state (repeatable)")
     jobs.add_argument("--json", action="store_true")
@@ -155,11 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_environment()
         settings = load_settings(args.config)
-        if args.command == "serve":
+        if args.command in ("serve", "worker"):
             from map_app.stack import ensure_holoscan_stack
 
             ensure_holoscan_stack("service")
-            return serve(settings)
+            return serve(settings) if args.command == "serve" else run_worker(settings)
         if args.command == "jobs":
             return list_jobs(settings, args.state, args.json)
         if args.command == "settings":

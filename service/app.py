@@ -5,6 +5,15 @@ unfinished job, then starts the threads (and, with ``http=True``, the HTTP sidec
 ``service.http`` last); ``stop()`` ends them in reverse order (no new instances first).
 Tests run it in-process; ``python -m service serve`` runs it, HTTP included, until
 SIGTERM/SIGINT.
+
+Two deployment shapes, one code path:
+
+- one host (default): ``serve`` is the whole appliance in one process, the SQLite
+  journal and the spool under ``var_dir``;
+- scaled out: ``serve`` with ``local_worker=false`` is the ingest tier (gateway, HTTP
+  intake, grouping, export) and :class:`WorkerTier` (``python -m service worker``) the
+  inference tier, as many processes as wanted, all on one PostgreSQL ``journal_url`` and
+  one shared ``var_dir`` (spool and outputs: a ReadWriteMany volume).
 """
 
 from __future__ import annotations
@@ -44,6 +53,24 @@ def load_pipeline(settings: ServiceSettings, audit: AuditLog | None = None) -> R
     )
 
 
+class WorkersApart:
+    """The ingest tier's stand-in for the local worker (``local_worker=false``): the
+    workers are other processes that poll the shared journal, so there is nothing to
+    start or wake here, and the ingest tier's readiness does not depend on them."""
+
+    def start(self) -> None:
+        pass
+
+    def notify(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def is_alive(self) -> bool:
+        return True
+
+
 class Service:
     def __init__(
         self,
@@ -56,7 +83,7 @@ class Service:
         self.metrics = metrics or ApplianceMetrics()
         for folder in (settings.var_dir, settings.outputs_dir, settings.logs_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal(settings.journal_path)
+        self.journal = Journal.from_settings(settings)
         self.spool = Spool(settings.spool_dir)
         self.audit = site_audit_log(settings)
         self.pipeline = pipeline if pipeline is not None else load_pipeline(settings, self.audit)
@@ -68,8 +95,11 @@ class Service:
         self.exporter = Exporter(
             settings, self.journal, self.spool, self.metrics, recorder=self.recorder
         )
-        self.worker = Worker(settings, self.journal, self.spool, self.pipeline, self.metrics,
-                             on_exporting=self.exporter.notify, recorder=self.recorder)  # fmt: skip
+        self.worker: Worker | WorkersApart = (
+            Worker(settings, self.journal, self.spool, self.pipeline, self.metrics,
+                   on_exporting=self.exporter.notify, recorder=self.recorder)
+            if settings.local_worker else WorkersApart()
+        )  # fmt: skip
         self.grouper = Grouper(self.journal, self.metrics, settings.quiet_period_s,
                                on_queued=self.worker.notify, recorder=self.recorder,
                                router=(Router.from_settings(settings), self.spool,
@@ -95,7 +125,10 @@ class Service:
 
     def start(self) -> None:
         added = self.reconcile()
-        resumed = self.journal.resume()
+        # Only a single host's own journal may put every interrupted run back at once.
+        resumed = self.journal.resume(
+            requeue_processing=self.journal.exclusive and self.settings.local_worker
+        )
         if added or resumed:
             log.info("start-up: %d spooled instances re-registered, %d unfinished jobs resumed",
                      added, len(resumed))  # fmt: skip
@@ -160,3 +193,46 @@ class Service:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class WorkerTier:
+    """``python -m service worker``: the inference tier alone. Claims jobs from the shared
+    journal (leases), runs the pipeline on the shared spool, writes results to the shared
+    outputs folder; the ingest tier's exporter sends them (it polls the journal)."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        pipeline: Runner | None = None,
+        metrics: ApplianceMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or ApplianceMetrics()
+        for folder in (settings.outputs_dir, settings.logs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal.from_settings(settings)
+        self.spool = Spool(settings.spool_dir)
+        self.audit = site_audit_log(settings)
+        self.pipeline = pipeline if pipeline is not None else load_pipeline(settings, self.audit)
+        self.pipeline.audit_log = self.audit
+        self.recorder = StudyRecorder(settings, self.audit, self.pipeline.model_summary().version)
+        self.worker = Worker(settings, self.journal, self.spool, self.pipeline, self.metrics,
+                             on_exporting=lambda: None, recorder=self.recorder)  # fmt: skip
+        self.metrics_server: MetricsServer | None = None
+
+    def start(self) -> None:
+        set_model_info(self.metrics, self.pipeline.model_summary())
+        if self.settings.metrics_port:  # the worker's own /metrics (no HTTP sidecar here)
+            self.metrics_server = MetricsServer(
+                self.metrics.registry, self.settings.http_host, self.settings.metrics_port
+            )
+        self.worker.start()
+        log.info("worker %s: claiming jobs from %s", self.journal.owner, self.journal.description)
+
+    def stop(self) -> None:
+        """Let the current run finish (its lease is renewed meanwhile), then close."""
+        self.worker.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        if not self.worker.is_alive():
+            self.journal.close()

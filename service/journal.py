@@ -48,6 +48,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.job_states import (
     TERMINAL,
@@ -61,6 +62,9 @@ from service.journal_db import Database, Row, Tx, init_schema, open_database
 from service.journal_export import JournalExport
 from service.journal_routing import JournalRouting
 from service.journal_schema import ADDED_COLUMNS, SCHEMA, Job, Registered, job_from_row
+
+if TYPE_CHECKING:
+    from service.settings import ServiceSettings
 
 __all__ = [
     "TERMINAL",
@@ -101,6 +105,22 @@ class Journal(JournalExport, JournalRouting):
         # Names this process's claims in the journal (host and pid say whose they were).
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._db.run(lambda tx: init_schema(tx, SCHEMA, ADDED_COLUMNS))
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> Journal:
+        """The journal the settings name: ``journal_url`` (PostgreSQL, with
+        ``journal_password``) or the SQLite file under ``var_dir``."""
+        secret = settings.journal_password
+        return cls(
+            settings.journal_target,
+            password=secret.get_secret_value() if secret is not None else None,
+            lease_s=settings.job_lease_s,
+        )
+
+    @property
+    def exclusive(self) -> bool:
+        """One process owns this journal (the single host's SQLite file)."""
+        return self._db.exclusive
 
     @property
     def description(self) -> str:

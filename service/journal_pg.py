@@ -88,7 +88,10 @@ class PostgresDatabase:
                     with conn.transaction():
                         if relaxed:
                             conn.execute("SET LOCAL synchronous_commit TO OFF")
-                        return work(Tx(conn.execute, POSTGRES))  # type: ignore[arg-type]
+                        result = work(Tx(conn.execute, POSTGRES))  # type: ignore[arg-type]
+                    if deadline is not None:
+                        log.warning("journal database %s: reconnected", self.description)
+                    return result
                 except CONFLICTS:
                     conflicts += 1
                     if conflicts > MAX_CONFLICT_RETRIES:
@@ -97,15 +100,16 @@ class PostgresDatabase:
                     if conn is not None and not conn.broken and not conn.closed:
                         raise  # the server answered: a real error of this statement
                     now = time.monotonic()
-                    deadline = deadline or now + self.reconnect_s
-                    if now > deadline:
+                    if deadline is not None and now > deadline:
                         raise JournalUnavailableError(
                             f"journal database {self.description} unreachable for "
                             f"{self.reconnect_s:.0f} s: {error}"
                         ) from error
-                    first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
-                    log.warning("journal database %s: %s; reconnecting",
-                                self.description, first_line)  # fmt: skip
+                    if deadline is None:  # one line per outage, not per try
+                        first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+                        log.warning("journal database %s: %s; reconnecting",
+                                    self.description, first_line)  # fmt: skip
+                        deadline = now + self.reconnect_s
                     time.sleep(0.5)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -197,6 +198,29 @@ class ServiceSettings(MinivessSettings):
     notification_timeout_s: float = Field(
         default=30.0, gt=0, description="timeout of one FHIR request or MLLP exchange"
     )
+    journal_url: str | None = Field(
+        default=None,
+        description="the job journal and queue: None = the SQLite file var/journal.sqlite3 "
+        "(one host, one process); postgresql://USER@HOST:PORT/DATABASE when the ingest tier "
+        "and the workers run apart and share it (password in journal_password)",
+    )
+    journal_password: SecretStr | None = Field(
+        default=None,
+        description="password of the journal_url user; put it in the secret file "
+        "MINIVESS_JOURNAL_PASSWORD under MINIVESS_SECRETS_DIR, never in the URL",
+    )
+    job_lease_s: float = Field(
+        default=60.0,
+        ge=5.0,
+        description="a claimed job (or export) is held this long and renewed by a running "
+        "worker every third of it; a job whose worker died is taken again once it expires",
+    )
+    local_worker: bool = Field(
+        default=True,
+        description="run the inference worker inside `serve` (one host); false: the ingest "
+        "tier alone (gateway, HTTP intake, grouping, export), with workers started apart by "
+        "`python -m service worker` on the shared journal_url and var_dir",
+    )
     routing_rules: Path | None = Field(
         default=None,
         description="routing rule file (YAML or JSON; service/routing.py, example "
@@ -249,6 +273,13 @@ class ServiceSettings(MinivessSettings):
             ("http://", "https://")
         ):
             raise ValueError("fhir_base_url must be an http:// or https:// URL")
+        if self.journal_url is not None and not self.journal_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("journal_url must be a postgresql:// URL (unset: the SQLite file)")
+        if self.journal_url is not None and urlsplit(self.journal_url).password:
+            raise ValueError("journal_url must not carry a password: put it in the secret "
+                             "file MINIVESS_JOURNAL_PASSWORD (journal_password)")  # fmt: skip
         if self.dev_mode and self.api_token is not None:
             raise ValueError("dev_mode turns API authentication off: unset api_token or dev_mode")
         return self
@@ -274,7 +305,13 @@ class ServiceSettings(MinivessSettings):
 
     @property
     def journal_path(self) -> Path:
+        """The single host's SQLite journal file (when journal_url is not set)."""
         return self.var_dir / "journal.sqlite3"
+
+    @property
+    def journal_target(self) -> Path | str:
+        """What the journal opens: the PostgreSQL URL, or the SQLite file."""
+        return self.journal_url or self.journal_path
 
     @property
     def outputs_dir(self) -> Path:

@@ -6,11 +6,13 @@ the run report's stage times, uncertainty and OOD flags go to the metrics
 moves on to ``exporting`` (results exist) or ``failed`` (a ``PipelineError``: its
 reason and message stay in the journal and in ``outputs/<job id>/report.json``).
 
-A job is claimed in the journal (``queued`` -> ``processing``, attempts + 1) before it
-runs; a crash mid-run leaves it ``processing``, which the next start puts back to
-``queued``. Output SOP Instance UIDs are deterministic, so a re-run replaces the same
-files and the destination ends up with one copy. A study that crashes the process
-every time fails after ``max_pipeline_attempts``.
+A job is claimed in the journal (``queued`` -> ``processing``, attempts + 1) under a
+lease that a :class:`LeaseKeeper` thread renews while the pipeline runs; a crash mid-run
+leaves it ``processing``: on one host the next start puts it back to ``queued``, scaled
+out (workers apart, ``python -m service worker``) another worker takes it once the lease
+expires. Only the lease holder records the result. Output SOP Instance UIDs are
+deterministic, so a re-run replaces the same files and the destination ends up with one
+copy. A study that crashes the process every time fails after ``max_pipeline_attempts``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from map_app.stack import STACK_BYTES
 from operators.errors import PipelineError
 from operators.run_report import ModelSummary, RunReport
 from service.background import BackgroundLoop
-from service.journal import Job, Journal
+from service.journal import IllegalTransitionError, Job, Journal
 from service.observability.metrics import ApplianceMetrics, observe_run_report
 from service.settings import ServiceSettings
 from service.spool import Spool
@@ -54,6 +56,35 @@ def release_spool(journal: Journal, spool: Spool, metrics: ApplianceMetrics, stu
     spool.remove(journal.release_study(study))
     metrics.spool_bytes.set(spool.bytes_held)
     metrics.queue_depth.set(journal.count_unfinished())
+
+
+class LeaseKeeper:
+    """Renews the journal's lease on one job every third of ``lease_s`` while a run lasts
+    (``with LeaseKeeper(journal, job_id): ...``). A renewal that fails (the database
+    unreachable) is logged and tried again; a lease found lost is logged once: the run
+    goes on, but its result will be refused, another worker has the job."""
+
+    def __init__(self, journal: Journal, job_id: str) -> None:
+        self.journal, self.job_id = journal, job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="minivess-lease", daemon=True)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.journal.lease_s / 3):
+            try:
+                if not self.journal.renew_lease(self.job_id):
+                    log.warning("job %s: lease lost (another worker took it)", self.job_id)
+                    return
+            except Exception as error:  # e.g. the database restarting: try again
+                log.warning("job %s: lease not renewed: %s", self.job_id, error)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class Worker(BackgroundLoop):
@@ -98,7 +129,10 @@ class Worker(BackgroundLoop):
         if job.attempts > self.settings.max_pipeline_attempts:
             self._fail(job, "gave-up", f"no result after {job.attempts - 1} interrupted runs")
             return True
-        self._process(job)
+        try:
+            self._process(job)
+        except IllegalTransitionError as error:  # the lease expired and passed on mid-run
+            log.warning("job %s: result not kept: %s", job.job_id, error)
         return True
 
     def _process(self, job: Job) -> None:
@@ -107,9 +141,9 @@ class Worker(BackgroundLoop):
         log.info("job %s: processing study %s (attempt %d, correlation %s)",
                  job.job_id, job.study_uid, job.attempts, job.correlation_id)  # fmt: skip
         try:
-            report = self.runner.run(
-                self.spool.study_dir(job.study_uid), output_dir, correlation_id=job.correlation_id
-            )
+            with LeaseKeeper(self.journal, job.job_id):
+                report = self.runner.run(self.spool.study_dir(job.study_uid), output_dir,
+                                         correlation_id=job.correlation_id)  # fmt: skip
         except PipelineError as error:
             self._fail(job, error.reason, error.message)
             return
