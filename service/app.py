@@ -71,13 +71,12 @@ class WorkersApart:
         return True
 
 
-class Service:
+class _Appliance:
+    """What both tiers hold: settings, metrics, the journal, the spool, the site's audit
+    log, the warm pipeline and the study recorder."""
+
     def __init__(
-        self,
-        settings: ServiceSettings,
-        pipeline: Runner | None = None,
-        metrics: ApplianceMetrics | None = None,
-        http: bool = False,
+        self, settings: ServiceSettings, pipeline: Runner | None, metrics: ApplianceMetrics | None
     ) -> None:
         self.settings = settings
         self.metrics = metrics or ApplianceMetrics()
@@ -90,6 +89,17 @@ class Service:
         # A pipeline handed in (tests, embedding) audits into this service's log.
         self.pipeline.audit_log = self.audit
         self.recorder = StudyRecorder(settings, self.audit, self.pipeline.model_summary().version)
+
+
+class Service(_Appliance):
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        pipeline: Runner | None = None,
+        metrics: ApplianceMetrics | None = None,
+        http: bool = False,
+    ) -> None:
+        super().__init__(settings, pipeline, metrics)
         self.ingest = InstanceIngest(settings, self.spool, self.journal, self.metrics)
         self.gateway = Gateway(settings, self.ingest)
         self.exporter = Exporter(
@@ -195,7 +205,7 @@ class Service:
         self.stop()
 
 
-class WorkerTier:
+class WorkerTier(_Appliance):
     """``python -m service worker``: the inference tier alone. Claims jobs from the shared
     journal (leases), runs the pipeline on the shared spool, writes results to the shared
     outputs folder; the ingest tier's exporter sends them (it polls the journal)."""
@@ -206,16 +216,7 @@ class WorkerTier:
         pipeline: Runner | None = None,
         metrics: ApplianceMetrics | None = None,
     ) -> None:
-        self.settings = settings
-        self.metrics = metrics or ApplianceMetrics()
-        for folder in (settings.outputs_dir, settings.logs_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal.from_settings(settings)
-        self.spool = Spool(settings.spool_dir)
-        self.audit = site_audit_log(settings)
-        self.pipeline = pipeline if pipeline is not None else load_pipeline(settings, self.audit)
-        self.pipeline.audit_log = self.audit
-        self.recorder = StudyRecorder(settings, self.audit, self.pipeline.model_summary().version)
+        super().__init__(settings, pipeline, metrics)
         self.worker = Worker(settings, self.journal, self.spool, self.pipeline, self.metrics,
                              on_exporting=lambda: None, recorder=self.recorder)  # fmt: skip
         self.metrics_server: MetricsServer | None = None

@@ -123,3 +123,27 @@ def test_a_password_in_the_url_is_refused() -> None:
         open_database("postgresql://minivess:secret@127.0.0.1:5/db")
     with pytest.raises(ValueError, match="unsupported URL scheme in mysql://"):
         open_database("mysql://127.0.0.1/db")
+
+
+def test_the_journal_settings(tmp_path: Path) -> None:
+    from service.settings import SettingsError, load_settings
+
+    default = load_settings(environ={}, var_dir=tmp_path)
+    assert default.journal_target == tmp_path / "journal.sqlite3" and default.local_worker
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "MINIVESS_JOURNAL_PASSWORD").write_text("s3cret\n")
+    scaled = load_settings(environ={"MINIVESS_SECRETS_DIR": str(secrets),
+                                    "MINIVESS_JOURNAL_URL": "postgresql://mv@db:5432/minivess",
+                                    "MINIVESS_LOCAL_WORKER": "false"})  # fmt: skip
+    assert scaled.journal_target == "postgresql://mv@db:5432/minivess" and not scaled.local_worker
+    assert scaled.journal_password is not None
+    assert scaled.journal_password.get_secret_value() == "s3cret"  # newline dropped
+    with pytest.raises(SettingsError, match="must not carry a password"):
+        load_settings(environ={"MINIVESS_JOURNAL_URL": "postgresql://mv:pw@db/minivess"})
+    with pytest.raises(SettingsError, match="must be a postgresql:// URL"):
+        load_settings(environ={"MINIVESS_JOURNAL_URL": "sqlite:///tmp/j"})
+    with pytest.raises(SettingsError, match="job_lease_s"):
+        load_settings(
+            environ={"MINIVESS_JOURNAL_URL": "postgresql://db/x", "MINIVESS_JOB_LEASE_S": "1"}
+        )
