@@ -9,9 +9,14 @@ from pathlib import Path
 
 from models.builder.build import build, reevaluate
 from models.builder.config import SHIPPED, SMOKE, BuildRecipe, SiteDataRecipe
+from models.builder.datasets import DatasetLayoutError, DatasetValidationError, DataVersionError
 from models.builder.model_card import write_model_card
+from models.builder.site import FineTuneSourceError
 from models.builder.tracking import resolve_uri, tracked_build, ui_command
 from models.manifest import EnsembleManifest, read_manifest
+from synthetic.splits import TestSetLockoutError
+
+EX_DATAERR = 65  # sysexits: the input data was incorrect
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--smoke must not overwrite the shipped ensemble: pass --out-dir")
     if recipe.site is not None and args.out_dir == Path("models/ensemble"):
         parser.error("a site build must not overwrite the shipped ensemble: pass --out-dir")
+    try:
+        return _run(args, recipe)
+    except (DatasetLayoutError, DatasetValidationError, DataVersionError) as error:
+        print(f"site dataset refused: {error}", file=sys.stderr)
+    except (TestSetLockoutError, FineTuneSourceError) as error:
+        print(f"refused: {error}", file=sys.stderr)
+    return EX_DATAERR
+
+
+def _run(args: argparse.Namespace, recipe: BuildRecipe) -> int:
     run_line = ""
     if args.reevaluate:
         manifest = reevaluate(recipe, args.data_dir, args.out_dir)
