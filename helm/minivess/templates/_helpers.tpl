@@ -26,6 +26,13 @@ app.kubernetes.io/name: {{ include "minivess.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The workers' pods (workers.yaml): not matched by the StatefulSet's selector, so no
+Service, PodDisruptionBudget or NetworkPolicy of the ingest tier selects them. */}}
+{{- define "minivess.workerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "minivess.name" . }}-worker
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
 {{- define "minivess.labels" -}}
 helm.sh/chart: {{ include "minivess.chart" . }}
 {{ include "minivess.selectorLabels" . }}
@@ -42,16 +49,46 @@ app.kubernetes.io/part-of: minivess
 {{- end }}
 {{- end }}
 
-{{/* The image: repository@digest, or repository:tag (appVersion, "-gpu" for the GPU variant). */}}
+{{/* The StatefulSet's pods get the GPU unless scaled out (then only the workers,
+workers.yaml, do: the ingest tier runs no inference). */}}
+{{- define "minivess.gpuPods" -}}
+{{- if and .Values.gpu.enabled (not .Values.scaleOut.enabled) }}true{{- end }}
+{{- end }}
+
+{{/* Scaled out: what it needs, refused with a specific message when missing. */}}
+{{- define "minivess.scaleOutChecks" -}}
+{{- if .Values.scaleOut.enabled }}
+{{- if not .Values.scaleOut.journal.url }}
+{{- fail "scaleOut.enabled needs scaleOut.journal.url (postgresql://USER@HOST:PORT/DATABASE)" }}
+{{- end }}
+{{- if not .Values.scaleOut.sharedStorage.existingClaim }}
+{{- fail "scaleOut.enabled needs scaleOut.sharedStorage.existingClaim (a ReadWriteMany PersistentVolumeClaim shared by the gateway and the workers)" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The journal password is in the Secret: secrets.journalPassword, or
+scaleOut.journal.existingSecretHasPassword for an existing Secret. */}}
+{{- define "minivess.journalPassword" -}}
+{{- if and .Values.scaleOut.enabled (or .Values.secrets.journalPassword .Values.scaleOut.journal.existingSecretHasPassword) }}true{{- end }}
+{{- end }}
+
+{{/* The image: repository@digest, or repository:tag (appVersion, "-gpu" for the GPU variant)
+of the StatefulSet's pods; "minivess.imageRef" takes (dict "root" . "gpu" BOOL). */}}
 {{- define "minivess.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- include "minivess.imageRef" (dict "root" . "gpu" (include "minivess.gpuPods" .)) }}
+{{- end }}
+
+{{- define "minivess.imageRef" -}}
+{{- $v := .root.Values }}
+{{- if $v.image.digest }}
+{{- printf "%s@%s" $v.image.repository $v.image.digest }}
 {{- else }}
-{{- $tag := default .Chart.AppVersion .Values.image.tag }}
-{{- if and .Values.gpu.enabled (not .Values.image.tag) }}
+{{- $tag := default .root.Chart.AppVersion $v.image.tag }}
+{{- if and .gpu (not $v.image.tag) }}
 {{- $tag = printf "%s-gpu" $tag }}
 {{- end }}
-{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- printf "%s:%s" $v.image.repository $tag }}
 {{- end }}
 {{- end }}
 
