@@ -9,7 +9,10 @@ registered model versions; the manifests name the runs and the data hashes.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +20,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.builder.__main__ import main
 from models.builder.config import SMOKE, BuildRecipe, SiteDataRecipe
 from models.builder.datasets import load_site_dataset
 from models.builder.site import FineTuneSourceError, plan_site_build
 from models.builder.tracking import TrackedBuild, offline, public_uri, tracked_build, ui_command
 from models.loader import load_ensemble
+from models.manifest import read_manifest
 from synthetic.splits import read_split
 from tests.builder_site_support import write_dicom_dataset, write_nnunet
 
@@ -53,10 +58,34 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> SiteRuns:
     base = tracked_build(SMOKE, root / "data", root / "base", root / "work-base", uri)
     nn = write_nnunet(root / "Dataset001_Vessels", [1, 2], [3])
     dicom = write_dicom_dataset(root / "site-dicom", [4, 5], [6])
-    builds = []
-    for name, path in (("nnunet", nn), ("dicom", dicom)):
-        recipe = SMOKE.model_copy(update={"version": "0.1.0", "site": _site(path, root)})
-        builds.append(tracked_build(recipe, root / "data", root / name, root / f"work-{name}", uri))
+    recipe = SMOKE.model_copy(update={"version": "0.1.0", "site": _site(nn, root)})
+    tuned = tracked_build(recipe, root / "data", root / "nnunet", root / "work-nnunet", uri)
+    # The DICOM site goes through the command line, as a site runs it.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(
+            [
+                "--smoke",
+                "--version=0.1.0",
+                f"--site-data={dicom}",
+                f"--fine-tune-from={root / 'work-base'}",
+                f"--reference-dir={root / 'base'}",
+                f"--data-dir={root / 'data'}",
+                f"--out-dir={root / 'dicom'}",
+                f"--work-dir={root / 'work-dicom'}",
+                f"--tracking-uri={uri}",
+            ]
+        )
+    assert code == 0
+    manifest = read_manifest(root / "dicom")
+    output = printed.getvalue()
+    version = re.search(r"registered model minivess-smoke version (\d+)", output)
+    assert version is not None, output
+    assert f"MLflow run {manifest.provenance.mlflow_runs[0].run_id}" in output
+    assert f"look at it with: mlflow ui --backend-store-uri {uri}" in output
+    assert "site test CT: Dice" in output
+    dicom_build = TrackedBuild(manifest, manifest.provenance.mlflow_runs[0], version.group(1))
+    builds = [tuned, dicom_build]
     return SiteRuns(root, uri, base, builds[0], builds[1])
 
 
@@ -69,17 +98,15 @@ def _client(uri: str):  # type: ignore[no-untyped-def]
 
 @pytest.mark.requirement("SRS-019", "SRS-018")
 def test_site_builds_fine_tune_and_name_their_run_and_data(runs: SiteRuns) -> None:
-    for tracked, path, fmt in (
-        (runs.nnunet, runs.root / "Dataset001_Vessels", "nnunet"),
-        (runs.dicom, runs.root / "site-dicom", "dicom-seg"),
+    for tracked, path, fmt, lock in (
+        (runs.nnunet, runs.root / "Dataset001_Vessels", "nnunet", "site-test-lock.json"),
+        (runs.dicom, runs.root / "site-dicom", "dicom-seg", "work-dicom/site-test-lock.json"),
     ):
         manifest = tracked.manifest
         provenance = manifest.provenance
         assert provenance.mlflow_runs == (tracked.run,)
         assert tracked.run.run_id and tracked.run.registered_model == SMOKE.ensemble_name
-        site = load_site_dataset(
-            path, max_spacing_mm=3.0, lock_file=runs.root / "site-test-lock.json"
-        )
+        site = load_site_dataset(path, max_spacing_mm=3.0, lock_file=runs.root / lock)
         roles = {d.role: d for d in provenance.datasets}
         assert roles["site-train"].content_sha256 == site.train_sha256
         assert roles["site-train"].format == fmt and roles["site-train"].cases == 2
@@ -183,3 +210,32 @@ def test_tracking_uri_never_leaks_credentials_and_says_where_to_look() -> None:
         "mlflow ui --backend-store-uri sqlite:///var/mlflow/mlflow.db"
     )
     assert os.environ.get("MLFLOW_DISABLE_TELEMETRY") in (None, "true")
+
+
+@pytest.mark.requirement("SRS-019")
+def test_cli_refuses_a_broken_site_dataset_before_anything_trains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_nnunet(tmp_path / "broken", [1, 2], [])
+    (root / "labelsTr" / "site_001.nii.gz").unlink()
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    code = main(
+        [
+            "--smoke",
+            f"--site-data={root}",
+            f"--data-dir={tmp_path / 'data'}",
+            f"--out-dir={tmp_path / 'out'}",
+            f"--work-dir={tmp_path / 'work'}",
+            f"--tracking-uri={uri}",
+        ]
+    )
+    assert code == 65
+    err = capsys.readouterr().err
+    assert "site dataset refused" in err
+    assert "train/site_001: [missing-label] imagesTr/site_001_0000.nii.gz has no annotation" in err
+    assert not (tmp_path / "data").exists()  # judged before a synthetic split was generated
+    client = _client(uri)
+    experiment = client.get_experiment_by_name(SMOKE.ensemble_name)
+    assert experiment is not None
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"

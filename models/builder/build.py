@@ -10,7 +10,6 @@ reference profile.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import subprocess
@@ -18,12 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import onnxruntime as ort
-import torch
 
 from models.builder.config import BuildRecipe
-from models.builder.datasets import read_site_test
 from models.builder.datasets.validation import content_sha256
 from models.builder.determinism import PINNED_KERNELS, cpu_capability
 from models.builder.evaluate import (
@@ -41,11 +37,16 @@ from models.builder.evaluate import (
     shift_suite,
     voxel_calibration,
 )
-from models.builder.export import export_with_parity
+from models.builder.members import onnx_session, train_and_export
 from models.builder.model_card import write_model_card
 from models.builder.params import build_params
-from models.builder.site import SitePlan, plan_site_build, site_versions, synthetic_versions
-from models.builder.train import build_network, prepare_cases, train_member
+from models.builder.site import (
+    plan_site_build,
+    read_site_test_cases,
+    site_versions,
+    synthetic_versions,
+    validate_site,
+)
 from models.digest import sha256_file
 from models.features import reference_profile
 from models.loader import read_verified
@@ -106,82 +107,6 @@ def _created() -> str:
     return moment.replace(microsecond=0).isoformat()
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def _train_and_export(
-    recipe: BuildRecipe,
-    train_cases: list[LoadedCase],
-    train_sha256: str,
-    val_cases: list[LoadedCase],
-    out_dir: Path,
-    work_dir: Path,
-    reuse_checkpoints: bool,
-    fine_tune: SitePlan | None = None,
-    tracker: Tracker | None = None,
-) -> list[ort.InferenceSession]:
-    sessions = []
-    for member_recipe in recipe.members:
-        checkpoint = work_dir / f"{member_recipe.name}.pt"
-        recipe_file = work_dir / f"{member_recipe.name}.recipe.json"
-        # A checkpoint is reused only for the same recipe on the same training data
-        # (and, when fine-tuned, from the same start point).
-        start = fine_tune.fine_tuned_from.get(member_recipe.name) if fine_tune else None
-        trained_on = json.dumps(
-            {"recipe": member_recipe.model_dump(mode="json"), "train": train_sha256}
-            | ({"from": start} if start else {}),
-            sort_keys=True,
-        )
-        if (
-            reuse_checkpoints
-            and checkpoint.is_file()
-            and recipe_file.is_file()
-            and recipe_file.read_text() == trained_on
-        ):
-            network = build_network(member_recipe)
-            network.load_state_dict(torch.load(checkpoint, weights_only=True))
-            network.eval()
-            log.info("%s: reusing checkpoint %s", member_recipe.name, checkpoint)
-        else:
-            on_loss, flush = tracker.loss_logger(member_recipe.name) if tracker else (None, None)
-            network = train_member(
-                train_cases,
-                member_recipe,
-                recipe.torch_threads,
-                initial_state=fine_tune.initial_states.get(member_recipe.name)
-                if fine_tune
-                else None,
-                on_loss=on_loss,
-            )
-            if flush is not None:
-                flush()
-            torch.save(network.state_dict(), checkpoint)
-            recipe_file.write_text(trained_on)
-        real = prepare_cases(val_cases[:1], member_recipe)[0].image
-        pz, py, px = member_recipe.patch_size
-        real_patch = np.pad(
-            real,
-            [(0, max(0, p - n)) for n, p in zip(real.shape, (pz, py, px), strict=True)],
-            mode="edge",
-        )[:pz, :py, :px]
-        destination = out_dir / f"{member_recipe.name}.onnx"
-        difference = export_with_parity(
-            network,
-            member_recipe.patch_size,
-            recipe.onnx_opset,
-            destination,
-            real_patch,
-            recipe.parity_tolerance,
-            seed=member_recipe.seed,
-        )
-        log.info("%s: exported, parity max |dp| = %.2e", member_recipe.name, difference)
-        sessions.append(_session(destination, recipe.torch_threads))
-    return sessions
-
-
 def _provenance(code_commit: str, train_sha256: str, val_sha256: str) -> Provenance:
     return Provenance(
         generator_version=GENERATOR_VERSION,
@@ -222,6 +147,8 @@ def build(
     # The commit the build starts from is the code that trains: commits made while it
     # runs (an hour) must not be recorded as its provenance.
     code_commit = _code_commit()
+    # A site's dataset is judged first: a broken case must not cost a synthetic split.
+    site_data = validate_site(recipe, work_dir) if recipe.site is not None else None
     train_index = ensure_split(data_dir, "train", recipe.train_seeds)
     val_index = ensure_split(data_dir, "val", recipe.val_seeds)
     test_index = ensure_split(data_dir, "test", recipe.test_seeds)
@@ -231,15 +158,15 @@ def build(
     train_sha256 = train_index.content_sha256
     datasets = synthetic_versions([train_index, val_index, test_index])
     plan = None
-    if recipe.site is not None:
-        plan = plan_site_build(recipe, train_cases, work_dir)
+    if site_data is not None:
+        plan = plan_site_build(recipe, train_cases, work_dir, site_data)
         recipe, train_cases = plan.recipe, plan.train_cases
         train_sha256 = content_sha256(train_cases)
         datasets += site_versions(plan, train_sha256)
     if tracker is not None:
         tracker.log_params(build_params(recipe, datasets, code_commit, plan))
         tracker.log_datasets(datasets)
-    sessions = _train_and_export(
+    sessions = train_and_export(
         recipe,
         train_cases,
         train_sha256,
@@ -257,16 +184,7 @@ def build(
             "fine_tuned_from": plan.fine_tuned_from if plan else {},
         }
     )
-    site_test = None
-    if plan is not None and plan.dataset.test_sha256 is not None:
-        assert recipe.site is not None
-        site_test = read_site_test(
-            recipe.site.path,
-            recipe.site.format,
-            max_spacing_mm=recipe.site.max_spacing_mm,
-            lock_file=plan.lock_file,
-            purpose="builder: final evaluation of the ensemble on the site's locked test cases",
-        )
+    site_test = read_site_test_cases(plan) if plan is not None else None
     return _evaluate(recipe, sessions, data_dir, out_dir, provenance, site_test=site_test)
 
 
@@ -305,7 +223,7 @@ def reevaluate(recipe: BuildRecipe, data_dir: Path, out_dir: Path) -> EnsembleMa
     if val_index.content_sha256 != shipped.provenance.val_split_sha256:
         raise ValueError("the validation split differs from the one the members were built with")
     sessions = [
-        _session(out_dir / trained[m.name].file, recipe.torch_threads) for m in recipe.members
+        onnx_session(out_dir / trained[m.name].file, recipe.torch_threads) for m in recipe.members
     ]
     provenance = shipped.provenance.model_copy(
         update={"evaluation_commit": _code_commit(), "created": _created()}

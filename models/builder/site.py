@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from models.builder.config import BuildRecipe, MemberRecipe, SiteDataRecipe
-from models.builder.datasets import SiteDataset, load_site_dataset
+from models.builder.datasets import SiteDataset, load_site_dataset, read_site_test
 from models.builder.export import parity_inputs, parity_max_difference
 from models.builder.train import build_network, prepare_cases
 from models.loader import read_verified
@@ -120,20 +120,29 @@ def _checkpoint_state(
     return state, digest
 
 
-def plan_site_build(
-    recipe: BuildRecipe, synthetic_train: list[LoadedCase], work_dir: Path
-) -> SitePlan:
-    """Validate the site dataset (before anything trains) and decide what to train from."""
+def validate_site(recipe: BuildRecipe, work_dir: Path) -> SiteDataset:
+    """Read and validate the site dataset (its test cases locked, the read audited)."""
     site = recipe.site
     assert site is not None
-    locks = lock_file(site, work_dir)
-    dataset = load_site_dataset(
+    return load_site_dataset(
         site.path,
         site.format,
         max_spacing_mm=site.max_spacing_mm,
-        lock_file=locks,
+        lock_file=lock_file(site, work_dir),
         expected_train_sha256=site.train_sha256,
     )
+
+
+def plan_site_build(
+    recipe: BuildRecipe,
+    synthetic_train: list[LoadedCase],
+    work_dir: Path,
+    dataset: SiteDataset | None = None,
+) -> SitePlan:
+    """Mix the (validated) site dataset with synthetic cases; choose each member's start."""
+    site = recipe.site
+    assert site is not None
+    dataset = dataset or validate_site(recipe, work_dir)
     cases = mix(dataset.train, synthetic_train, site.synthetic_share)
     synthetic_count = len(cases) - len(dataset.train)
     states: dict[str, dict[str, torch.Tensor]] = {}
@@ -161,7 +170,21 @@ def plan_site_build(
         recipe=recipe.model_copy(update={"members": members}),
         initial_states=states,
         fine_tuned_from=sources,
-        lock_file=locks,
+        lock_file=lock_file(site, work_dir),
+    )
+
+
+def read_site_test_cases(plan: SitePlan) -> list[LoadedCase] | None:
+    """The site's locked test cases for the final evaluation (read again, audited)."""
+    site = plan.recipe.site
+    if site is None or plan.dataset.test_sha256 is None:
+        return None
+    return read_site_test(
+        site.path,
+        site.format,
+        max_spacing_mm=site.max_spacing_mm,
+        lock_file=plan.lock_file,
+        purpose="builder: final evaluation of the ensemble on the site's locked test cases",
     )
 
 
