@@ -16,12 +16,8 @@ pushed counted in its job.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,86 +27,23 @@ import pydicom
 import pytest
 
 from service.journal import Journal
-from synthetic.dicom_series import WrittenSeries
-from tests.peers import echoscu, free_port, require_executable, storescu
+from tests.peers import free_port
 from tests.pg_support import PostgresServer, postgres  # noqa: F401 (fixture)
-from tests.service_support import MODELS, make_study, wait_for
+from tests.scaleout_support import Tier, push_concurrently, scaled_config, storescp_receiver
+from tests.service_support import make_study, wait_for
 
 pytestmark = pytest.mark.peer
 
-ROOT = Path(__file__).resolve().parents[1]
 # 50 studies as the issue asks: a small CT study runs in ~0.5 s once a worker is warm
 # (its first run, Holoscan's start-up, takes ~15 s), so the whole test is a few minutes.
 STUDIES = 50
 SENDERS = 5  # concurrent storescu associations
 
 
-class Tier:
-    """One ``python -m service`` process of ours (stopped, or killed, by its PID)."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
-        self.name, self.log = name, logs / f"{name}.log"
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", *args], cwd=ROOT, env=env,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_log(self, words: str, timeout: float) -> None:
-        def seen() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"{self.name} exited {self.process.returncode}:\n{self.text()[-3000:]}"
-                )
-            return words in self.text()
-
-        wait_for(seen, timeout, f"{self.name}: {words!r}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(90)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """dcmtk storescp on 127.0.0.1: every object received lands in a new file."""
-    folder = tmp_path / "received"
-    folder.mkdir()
-    port = free_port()
-    process = subprocess.Popen(
-        [require_executable("storescp"), "-aet", "PACS", "+uf", "-od", str(folder), "+xa",
-         str(port)], stdout=subprocess.DEVNULL, stderr=(tmp_path / "storescp.log").open("wb"),
-    )  # fmt: skip
-    try:
-        wait_for(lambda: _echo(port, "PACS"), 30, "storescp listening")
-        yield port, folder
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _echo(port: int, aet: str) -> bool:
-    try:
-        echoscu("127.0.0.1", port, aet, timeout=5)
-        return True
-    except AssertionError:
-        return False
-
-
-def _push(port: int, studies: list[WrittenSeries], errors: list[str]) -> None:
-    for study in studies:
-        try:
-            storescu("127.0.0.1", port, "MINIVESS", study.files, timeout=300)
-        except AssertionError as error:  # the test fails below, with the reason
-            errors.append(str(error)[:2000])
+    with storescp_receiver(tmp_path / "pacs") as found:
+        yield found
 
 
 def _holder_is(journal: Journal, pid: int) -> str | None:
@@ -130,22 +63,9 @@ def test_gateway_and_two_workers_on_postgres_process_each_study_once(
     studies = [make_study(tmp_path / "studies" / str(n), seed=1000 + n) for n in range(STUDIES)]
     receiver_port, received = receiver
     url = postgres.schema_url("scaleout")
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "MINIVESS_JOURNAL_PASSWORD").write_text(postgres.password)
     dicom_port = free_port()
-    config = tmp_path / "service.json"
-    config.write_text(json.dumps({
-        "var_dir": str(tmp_path / "shared-var"), "dicom_port": dicom_port, "http_port": 0,
-        "quiet_period_s": 1.0, "min_free_disk_bytes": 0, "model_dir": str(MODELS),
-        "dev_mode": True, "journal_url": url, "job_lease_s": 5.0,
-        "export_backoff_s": 0.5, "export_destinations": [
-            {"host": "127.0.0.1", "port": receiver_port, "ae_title": "PACS"}],
-    }))  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIVESS_")}
-    env |= {"PYTHONPATH": str(ROOT), "MINIVESS_SECRETS_DIR": str(secrets),
-            "MINIVESS_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
-            "HOLOSCAN_LOG_LEVEL": "ERROR"}  # fmt: skip
+    config, env = scaled_config(tmp_path, postgres, url, dicom_port, receiver_port,
+                                job_lease_s=5.0)  # fmt: skip
     logs = tmp_path / "logs"
     logs.mkdir()
     args = ["--config", str(config)]
@@ -158,11 +78,7 @@ def test_gateway_and_two_workers_on_postgres_process_each_study_once(
             tier.wait_log("claiming jobs", 120)
         journal = Journal(url, password=postgres.password)
 
-        errors: list[str] = []
-        senders = [threading.Thread(target=_push, args=(dicom_port, studies[n::SENDERS], errors))
-                   for n in range(SENDERS)]  # fmt: skip
-        for sender in senders:
-            sender.start()
+        senders, errors = push_concurrently(dicom_port, studies, SENDERS)
 
         # Kill worker A while it holds a study (its lease names its PID), start another.
         victim = tiers[1]
