@@ -124,7 +124,12 @@ def test_site_builds_fine_tune_and_name_their_run_and_data(runs: SiteRuns) -> No
             checkpoint = runs.root / "work-base" / f"{member.name}.pt"
             assert provenance.fine_tuned_from[member.name] == _sha256(checkpoint)
         assert [m.training_iterations for m in manifest.members] == [3, 3]
-        loaded = load_ensemble(runs.root / ("nnunet" if fmt == "nnunet" else "dicom"))
+        folder = runs.root / ("nnunet" if fmt == "nnunet" else "dicom")
+        card = (folder / "model_card.md").read_text()
+        assert "### The site's own studies" in card and site.train_sha256 in card
+        assert f"MLflow run `{tracked.run.run_id}`" in card
+        assert "| site test | cases | Dice |" in card
+        loaded = load_ensemble(folder)
         base_hashes = {m.sha256 for m in runs.base.manifest.members}
         assert not base_hashes & {m.sha256 for m in loaded.manifest.members}
 

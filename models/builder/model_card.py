@@ -134,6 +134,7 @@ def render_card(manifest: EnsembleManifest) -> str:
     detection = manifest.failure_detection
     calibration = manifest.voxel_calibration
     provenance = manifest.provenance
+    site_build = any(d.role == "site-train" for d in provenance.datasets)
     lines = [
         f"# Model card: {manifest.name} {manifest.version}",
         "",
@@ -150,7 +151,12 @@ def render_card(manifest: EnsembleManifest) -> str:
         "interventional use, or any use without review.",
         "",
         "## Training data",
-        "Synthetic only (`synthetic/`): vessel trees with Murray's-law radii rendered with "
+        (
+            "Synthetic (`synthetic/`), with the site's own studies below"
+            if site_build
+            else "Synthetic only (`synthetic/`)"
+        )
+        + ": vessel trees with Murray's-law radii rendered with "
         "randomised scanner physics (domain randomisation, `synthetic.appearance`): CT "
         "lumens 150-700 HU, MR lumens 2-15x the tissue, air around the body, with and "
         "without fat and bone, bias up to +/-40 %, noise x0.5-x4 (Gaussian CT, Rician MR), "
@@ -159,6 +165,7 @@ def render_card(manifest: EnsembleManifest) -> str:
         f"Train split SHA-256 `{provenance.train_split_sha256}`, validation "
         f"`{provenance.val_split_sha256}`, locked test `{manifest.data.test_split_sha256}` "
         f"({manifest.data.test_cases} studies, typical physics).",
+        *_site_lines(manifest),
         "",
         "## Members",
         "| member | architecture | patch | spacing mm | iterations | Dice CT | Dice MR "
@@ -249,8 +256,14 @@ def render_card(manifest: EnsembleManifest) -> str:
         ]
     lines += [
         "## Limits",
-        "- Trained and measured on synthetic studies only; no patient data has been used. "
-        "Real scanners may show what no family here covers (flow artefacts, venous "
+        (
+            "- Trained on the site's studies and synthetic ones; the site's own test cases "
+            "are few and measure its scanners only. Real scanners"
+            if site_build
+            else "- Trained and measured on synthetic studies only; no patient data has been "
+            "used. Real scanners"
+        )
+        + " may show what no family here covers (flow artefacts, venous "
         "contamination, stents, coils, aneurysms larger than the trees here).",
         "- Fields of view are small (about 40 x 48 x 48 mm); whole-head or whole-body "
         "volumes are processed in windows but were not part of the measurement.",
@@ -272,9 +285,42 @@ def render_card(manifest: EnsembleManifest) -> str:
             if provenance.evaluation_commit
             else ""
         ),
+        *(
+            f"MLflow run `{run.run_id}` (experiment {run.experiment_id}, {run.tracking_uri})."
+            for run in provenance.mlflow_runs
+        ),
         "",
     ]
     return "\n".join(lines)
+
+
+def _site_lines(manifest: EnsembleManifest) -> list[str]:
+    """The site's own studies (issue 17): datasets by hash, start point, test results."""
+    provenance = manifest.provenance
+    site = [d for d in provenance.datasets if d.role in ("site-train", "site-test", "train")]
+    if not site:
+        return []
+    lines = ["", "### The site's own studies", "| dataset | format | cases | content SHA-256 |"]
+    lines.append("|---|---|---|---|")
+    for d in site:
+        lines.append(
+            f"| {d.role}: {d.source} | {d.format or '-'} | {d.cases} | `{d.content_sha256}` |"
+        )
+    if provenance.fine_tuned_from:
+        lines.append(
+            "Fine-tuned from the builder checkpoints of the reference members (SHA-256: "
+            + ", ".join(f"{m} `{h[:16]}`" for m, h in provenance.fine_tuned_from.items())
+            + "); each reproduced its ONNX member within the parity tolerance."
+        )
+    else:
+        lines.append("Trained from scratch (the members' seeds).")
+    if manifest.site_test_metrics:
+        lines += ["", "| site test | cases | Dice | clDice | HD95 mm |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {modality} | {m.cases} | {m.dice:.4f} | {m.cldice:.4f} | {m.hd95_mm:.2f} |"
+            for modality, m in manifest.site_test_metrics.items()
+        ]
+    return lines
 
 
 def _faint_rule_line(ratio: float | None) -> str:
