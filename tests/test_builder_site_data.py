@@ -236,3 +236,22 @@ def test_each_malformed_dicom_case_fails_with_its_own_message_and_no_phi(
     text = str(caught.value) + caplog.text
     for identity in ("SYNTHETIC^CT", "SYN-CT-"):
         assert identity not in text
+
+
+@pytest.mark.requirement("SRS-019")
+def test_vessel_labels_choose_the_classes_and_unlabelled_test_images_are_not_used(
+    tmp_path: Path,
+) -> None:
+    labels = {"background": 0, "artery": 1, "bone": 2}
+    root = write_nnunet(tmp_path / "multi", [1, 2], [3], labels=labels)
+    label, geometry = read_nifti(root / "labelsTr" / "site_001.nii.gz")
+    bone = (label == 0) & (np.arange(label.shape[2])[None, None, :] < 3)
+    write_nifti(root / "labelsTr" / "site_001.nii.gz", np.where(bone, 2, label), geometry)
+    every = _load(root, tmp_path)
+    arteries = _load(root, tmp_path, vessel_labels=("artery",))
+    assert every.train[0].mask.sum() == (label > 0).sum() + bone.sum()
+    assert arteries.train[0].mask.sum() == (label > 0).sum()
+    with pytest.raises(DatasetLayoutError, match=r"vessel_labels \['vein'\] are not declared"):
+        _load(root, tmp_path, vessel_labels=("vein",))
+    shutil.rmtree(root / "labelsTs")
+    assert _load(root, tmp_path).test_cases == 0

@@ -71,6 +71,9 @@ class SiteDataRecipe(BaseModel):
     fine_tune_iterations: int | None = Field(default=None, ge=1)
     fine_tune_learning_rate_scale: float = Field(default=0.1, gt=0.0, le=1.0)
     max_spacing_mm: float = Field(default=3.0, gt=0.0)
+    # Names of the declared labels that are vessel; the others are learnt as background.
+    # None: every declared label but background (0).
+    vessel_labels: tuple[str, ...] | None = None
     # Reproducing a build: the content hashes it recorded; a different dataset is refused.
     train_sha256: str | None = None
     test_lock_file: Path | None = Field(

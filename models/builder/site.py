@@ -130,6 +130,7 @@ def validate_site(recipe: BuildRecipe, work_dir: Path) -> SiteDataset:
         max_spacing_mm=site.max_spacing_mm,
         lock_file=lock_file(site, work_dir),
         expected_train_sha256=site.train_sha256,
+        vessel_labels=site.vessel_labels,
     )
 
 
@@ -185,6 +186,7 @@ def read_site_test_cases(plan: SitePlan) -> list[LoadedCase] | None:
         max_spacing_mm=site.max_spacing_mm,
         lock_file=plan.lock_file,
         purpose="builder: final evaluation of the ensemble on the site's locked test cases",
+        vessel_labels=site.vessel_labels,
     )
 
 

@@ -10,6 +10,7 @@ lockout as the synthetic test split (``lockout``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -71,10 +72,12 @@ def _read(root: Path, fmt: SiteFormat) -> tuple[str, list[ReadResult], dict[int,
 
 
 def _validated(
-    root: Path, fmt: SiteFormat, max_spacing_mm: float
+    root: Path, fmt: SiteFormat, max_spacing_mm: float, vessel_labels: Sequence[str] | None
 ) -> tuple[str, dict[int, str], list[LoadedCase], list[LoadedCase]]:
     found, results, labels = _read(root, fmt)
-    problems, train, test = validate_cases(str(root), results, labels, max_spacing_mm)
+    problems, train, test = validate_cases(
+        str(root), results, labels, max_spacing_mm, vessel_labels
+    )
     if problems:
         raise DatasetValidationError(str(root), problems)
     return found, labels, train, test
@@ -87,6 +90,7 @@ def load_site_dataset(
     max_spacing_mm: float,
     lock_file: Path,
     expected_train_sha256: str | None = None,
+    vessel_labels: Sequence[str] | None = None,
 ) -> SiteDataset:
     """Validate the whole dataset; training cases in memory, the test set locked.
 
@@ -94,7 +98,7 @@ def load_site_dataset(
     read must match it (``synthetic.splits.TestSetLockoutError`` otherwise). This read
     of the test cases (to find duplicates and leaks into training) is audited too.
     """
-    found, labels, train, test = _validated(root, fmt, max_spacing_mm)
+    found, labels, train, test = _validated(root, fmt, max_spacing_mm, vessel_labels)
     if not train:
         raise DatasetLayoutError(f"{root}: no training case")
     train_sha256 = content_sha256(train)
@@ -117,9 +121,15 @@ def load_site_dataset(
 
 
 def read_site_test(
-    root: Path, fmt: SiteFormat, *, max_spacing_mm: float, lock_file: Path, purpose: str
+    root: Path,
+    fmt: SiteFormat,
+    *,
+    max_spacing_mm: float,
+    lock_file: Path,
+    purpose: str,
+    vessel_labels: Sequence[str] | None = None,
 ) -> list[LoadedCase]:
     """The site's test cases, read again from disk and released only if the lock matches."""
-    _, _, _, test = _validated(root, fmt, max_spacing_mm)
+    _, _, _, test = _validated(root, fmt, max_spacing_mm, vessel_labels)
     check_site_test_lock(root, content_sha256(test), len(test), lock_file, purpose=purpose)
     return test

@@ -10,7 +10,8 @@ read by the appliance's own DICOM code, selected by its default rules (axial CT/
 volumes, no localizers or derived images) and built into a volume with its geometry
 checks (``operators.dicom_input``: oblique, tilted, missing or unevenly spaced slices are
 refused there, so they are refused here). The SEG must be BINARY, its segment numbers
-are the label values (each declared one other than 0 counts as vessel), and each of
+are the label values (as for nnU-Net labels: vessel are the recipe's vessel_labels,
+by default every declared one but 0), and each of
 its frames must lie where the source slice it references lies.
 
 Cases are named ``dicom-<12 hex>`` from a hash of the Series Instance UID: no name,

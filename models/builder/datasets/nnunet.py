@@ -9,15 +9,18 @@
 
 The appliance takes one channel, so a dataset with a second channel (``_0001``) is
 refused. nnU-Net itself keeps no test labels; a site's test cases need them to be
-measured, so ``labelsTs/`` (the common convention) holds them, and a test image without
-one is reported. Every declared label other than ``background`` (value 0) counts as
-vessel. Images are read by the appliance's own NIfTI reader
-(``operators.nifti.volume.read_nifti_volume``) with its checks.
+measured, so ``labelsTs/`` (the common convention) holds them: without that folder the
+test images are not used, with it a test image without its label is reported. Every
+declared label other than ``background`` (value 0) counts as vessel unless the recipe
+names the vessel labels (``SiteDataRecipe.vessel_labels``). Images are read by the
+appliance's own NIfTI reader (``operators.nifti.volume.read_nifti_volume``) with its
+checks.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,8 @@ from operators.errors import PipelineError
 from operators.nifti.io import read_nifti
 from operators.nifti.volume import read_nifti_volume
 from synthetic.case import Modality
+
+log = logging.getLogger(__name__)
 
 # Far above any angiogram; the appliance's own budget is a site setting, not known here.
 READ_BUDGET_BYTES = 8 * 2**30
@@ -63,7 +68,8 @@ def _declared(root: Path) -> tuple[Modality, dict[int, str], str]:
     modality = parse_modality(str(channels["0"]))
     if modality is None:
         raise DatasetLayoutError(
-            f"{path}: channel 0 is {channels['0']!r}; the appliance takes CT or MR"
+            f"{path}: channel 0 is {channels['0']!r}; the appliance takes CT or MR "
+            "(name channel 0 'CT' or 'MR')"
         )
     raw_labels = meta.get("labels")
     if not isinstance(raw_labels, dict) or not raw_labels:
@@ -158,6 +164,12 @@ def read_nnunet(root: Path) -> tuple[list[ReadResult], dict[int, str]]:
         if not (root / folder).is_dir():
             if split == "train":
                 raise DatasetLayoutError(f"{root}: no imagesTr/ folder")
+            continue
+        if split == "test" and not (root / "labelsTs").is_dir():
+            # nnU-Net's own convention: test images to predict, no labels. Nothing to
+            # measure them against, so they are not used (a missing single label, with
+            # labelsTs/ present, is a problem of that case).
+            log.warning("%s: imagesTs/ without labelsTs/: test images not used", root.name)
             continue
         for case in _case_ids(root / folder, ending):
             results.append(_read_case(root, split, case, modality, ending))  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.builder.datasets.cases import CaseProblem, RawCase, ReadResult
+from models.builder.datasets.cases import CaseProblem, DatasetLayoutError, RawCase, ReadResult
 from operators.dicom_input.rules import orientation_label
 from operators.dicom_input.volume import AXIS_TOLERANCE, POSITION_TOLERANCE_MM
 from operators.geometry import VoxelGeometry
@@ -106,8 +106,13 @@ def validate_cases(
     results: Sequence[ReadResult],
     labels: dict[int, str],
     max_spacing_mm: float,
+    vessel_labels: Sequence[str] | None = None,
 ) -> tuple[list[CaseProblem], list[LoadedCase], list[LoadedCase]]:
-    """Problems, accepted training cases and accepted test cases (in the readers' order)."""
+    """Problems, accepted training cases and accepted test cases (in the readers' order).
+
+    ``vessel_labels``: the names of the declared labels that are vessel (the others are
+    learnt as background); None: every declared label but 0.
+    """
     problems = [r for r in results if isinstance(r, CaseProblem)]
     raw = [r for r in results if isinstance(r, RawCase)]
     hashes = [image_sha256(case.image) for case in raw]
@@ -146,12 +151,27 @@ def validate_cases(
             keep.append(case)
         else:
             problems.append(found)
-    foreground = [value for value in labels if value != 0]
+    foreground = vessel_values(dataset, labels, vessel_labels)
     loaded = {
         "train": [_loaded(c, foreground) for c in keep if c.split == "train"],
         "test": [_loaded(c, foreground) for c in keep if c.split == "test"],
     }
     return problems, loaded["train"], loaded["test"]
+
+
+def vessel_values(
+    dataset: str, labels: dict[int, str], vessel_labels: Sequence[str] | None
+) -> list[int]:
+    if vessel_labels is None:
+        return [value for value in labels if value != 0]
+    by_name = {name: value for value, name in labels.items()}
+    unknown = [name for name in vessel_labels if name not in by_name or by_name[name] == 0]
+    if unknown:
+        raise DatasetLayoutError(
+            f"{dataset}: vessel_labels {unknown} are not declared foreground labels "
+            f"(declared: {labels})"
+        )
+    return [by_name[name] for name in vessel_labels]
 
 
 def _loaded(case: RawCase, foreground: list[int]) -> LoadedCase:
