@@ -255,3 +255,21 @@ def test_vessel_labels_choose_the_classes_and_unlabelled_test_images_are_not_use
         _load(root, tmp_path, vessel_labels=("vein",))
     shutil.rmtree(root / "labelsTs")
     assert _load(root, tmp_path).test_cases == 0
+
+
+@pytest.mark.requirement("SRS-019")
+def test_check_site_data_validates_without_training(
+    nnunet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from models.builder.__main__ import main
+
+    work = tmp_path / "work"
+    assert main(["--check-site-data", f"--site-data={nnunet}", f"--work-dir={work}"]) == 0
+    dataset = _load(nnunet, tmp_path)
+    out = capsys.readouterr().out
+    assert f"2 training cases, SHA-256 {dataset.train_sha256}" in out
+    assert f"1 test cases, SHA-256 {dataset.test_sha256} (locked)" in out
+    assert (work / "site-test-lock.json").is_file() and not (tmp_path / "data").exists()
+    (nnunet / "labelsTr" / "site_002.nii.gz").unlink()
+    assert main(["--check-site-data", f"--site-data={nnunet}", f"--work-dir={work}"]) == 65
+    assert "train/site_002: [missing-label]" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from models.builder.build import build, reevaluate
 from models.builder.config import SHIPPED, SMOKE, BuildRecipe, SiteDataRecipe
 from models.builder.datasets import DatasetLayoutError, DatasetValidationError, DataVersionError
 from models.builder.model_card import write_model_card
-from models.builder.site import FineTuneSourceError
+from models.builder.site import FineTuneSourceError, validate_site
 from models.builder.tracking import resolve_uri, tracked_build, ui_command
 from models.manifest import EnsembleManifest, read_manifest
 from synthetic.splits import TestSetLockoutError
@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the ONNX ensemble the checkpoints must reproduce before fine-tuning",
     )
     site.add_argument("--fine-tune-iterations", type=int)
+    site.add_argument(
+        "--check-site-data",
+        action="store_true",
+        help="validate --site-data and print its cases and content hashes; train nothing "
+        "(the read of its test cases is audited and their hash locked like any other)",
+    )
     parser.add_argument("--recipe", type=Path, help="a BuildRecipe as JSON (overrides --smoke)")
     parser.add_argument("--version", help="the ensemble version to build (x.y.z)")
     parser.add_argument(
@@ -86,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     recipe = _recipe(args)
     if args.smoke and args.out_dir == Path("models/ensemble"):
         parser.error("--smoke must not overwrite the shipped ensemble: pass --out-dir")
-    if recipe.site is not None and args.out_dir == Path("models/ensemble"):
+    if (
+        recipe.site is not None
+        and not args.check_site_data
+        and args.out_dir == Path("models/ensemble")
+    ):
         parser.error("a site build must not overwrite the shipped ensemble: pass --out-dir")
     try:
         return _run(args, recipe)
@@ -98,6 +108,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, recipe: BuildRecipe) -> int:
+    if args.check_site_data:
+        if recipe.site is None:
+            print("--check-site-data needs --site-data", file=sys.stderr)
+            return 2
+        dataset = validate_site(recipe, args.work_dir)
+        print(
+            f"site dataset {dataset.root} ({dataset.format}): labels {dataset.labels}; "
+            f"{len(dataset.train)} training cases, SHA-256 {dataset.train_sha256}; "
+            f"{dataset.test_cases} test cases"
+            + (f", SHA-256 {dataset.test_sha256} (locked)" if dataset.test_sha256 else "")
+        )
+        return 0
     run_line = ""
     if args.reevaluate:
         manifest = reevaluate(recipe, args.data_dir, args.out_dir)
