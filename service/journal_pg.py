@@ -60,8 +60,28 @@ class PostgresDatabase:
         )
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[dict[str, object]] | None = None
-        with self._lock:
-            self._connection()  # a wrong URL or password fails at start, not at first use
+        self._connect_at_start()
+
+    def _connect_at_start(self) -> None:
+        """A wrong password or database fails at once; an unreachable server (a database
+        pod still starting) is waited for up to ``reconnect_s``."""
+        deadline = time.monotonic() + self.reconnect_s
+        while True:
+            try:
+                with self._lock:
+                    self._connection()
+                return
+            except psycopg.OperationalError as error:
+                # The server answered (bad password, no such database): libpq reports it
+                # as a FATAL message, psycopg without an SQLSTATE. Waiting will not help.
+                answered = error.sqlstate is not None or "FATAL:" in str(error)
+                if answered or time.monotonic() > deadline:
+                    first = (str(error).strip() or type(error).__name__).splitlines()[0]
+                    why = "refused" if answered else f"unreachable for {self.reconnect_s:.0f} s"
+                    raise JournalUnavailableError(
+                        f"journal database {self.description} {why}: {first}"
+                    ) from error
+                time.sleep(1.0)
 
     def _connection(self) -> psycopg.Connection[dict[str, object]]:
         if self._conn is None or self._conn.closed or self._conn.broken:

@@ -16,6 +16,7 @@ import pytest
 
 from service.journal import IllegalTransitionError, Journal
 from service.journal_db import open_database
+from tests.peers import free_port
 from tests.pg_support import (  # noqa: F401 (fixtures)
     OpenJournal,
     PostgresServer,
@@ -147,3 +148,17 @@ def test_the_journal_settings(tmp_path: Path) -> None:
         load_settings(
             environ={"MINIVESS_JOURNAL_URL": "postgresql://db/x", "MINIVESS_JOB_LEASE_S": "1"}
         )
+
+
+def test_a_wrong_password_fails_at_once_an_absent_server_after_waiting(
+    postgres: PostgresServer,  # noqa: F811
+) -> None:
+    from service.journal_pg import JournalUnavailableError, PostgresDatabase
+
+    started = time.monotonic()
+    with pytest.raises(JournalUnavailableError, match=r"refused: .*password authentication"):
+        PostgresDatabase(postgres.url, "wrong", reconnect_s=30)
+    assert time.monotonic() - started < 10
+    absent = f"postgresql://minivess@127.0.0.1:{free_port()}/postgres"
+    with pytest.raises(JournalUnavailableError, match="unreachable for 2 s"):
+        PostgresDatabase(absent, "x", reconnect_s=2)
