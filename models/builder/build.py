@@ -318,7 +318,7 @@ def _evaluate(
         data=DataLockout(
             test_split_sha256=test_index.content_sha256,
             test_cases=len(test_index.cases),
-            site_test_sha256=_site_test_sha256(provenance),
+            site_test_sha256=_site_test_sha256(provenance) if site_test else None,
             site_test_cases=len(site_test) if site_test else None,
         ),
         provenance=provenance,
