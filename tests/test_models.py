@@ -12,10 +12,11 @@ import pytest
 from pydantic import ValidationError
 
 from map_app.config import AppConfig
-from models.inference import ensemble_probabilities, fuse
+from models.inference import ensemble_probabilities
 from models.loader import ModelIntegrityError, choose_providers, cpu_has_bf16, load_ensemble
 from models.manifest import MANIFEST_NAME, EnsembleManifest, read_manifest
 from models.metrics import dice
+from operators.segmentation.fusion import segmentation_result
 from synthetic.splits import TestSetLockoutError, read_split, write_split
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "ensemble"
@@ -39,10 +40,11 @@ def test_shipped_manifest_is_valid_and_meets_the_quality_bar() -> None:
     assert len(manifest.members) >= 3
     assert len(architectures) >= 2
     assert len({member.seed for member in manifest.members}) == len(manifest.members)
-    # Issue 11's goal is Dice >= 0.85 for both; CT meets it. MR does not yet (0.70: fat
-    # and faint lumens confused, model card "Limits"): its floor guards against regression.
+    # Issue 11's goal is Dice >= 0.85 for both; CT meets it. MR does not yet (0.75 with the
+    # faint-component rule: faint lumens missed, fat touching vessels kept, model card
+    # "Limits"): its floor guards against regression.
     assert manifest.ensemble_metrics["CT"].dice >= 0.85
-    assert manifest.ensemble_metrics["MR"].dice >= 0.65
+    assert manifest.ensemble_metrics["MR"].dice >= 0.74
     assert all(member.onnx_opset >= 17 for member in manifest.members)
     assert all(member.normalisation.method == "modality_window" for member in manifest.members)
 
@@ -230,7 +232,10 @@ def test_shipped_metrics_reproduce_on_the_regenerated_locked_test_split(
             AppConfig().sliding_window(),
             modality=case.modality.value,
         )
-        predicted = fuse(stack, "mean") >= manifest.probability_threshold
+        # As the appliance answers: fusion, then the faint-component rule (MR).
+        predicted = segmentation_result(
+            ensemble, stack, None, case.geometry.spacing, case.image, case.modality.value
+        ).mask
         per_modality.setdefault(case.modality.value, []).append(dice(predicted, case.mask))
     for modality, scores in per_modality.items():
         tolerance = 0.005 if bf16 else 1e-3
