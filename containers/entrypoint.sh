@@ -3,6 +3,7 @@
 #   (no argument) | map [ARGS]   the MAP batch job: python -m map_app [ARGS] (HOLOSCAN_* paths)
 #   -i IN -o OUT ...             the same, arguments passed to map_app
 #   serve                        the service: DICOM gateway, worker, exporter, HTTP sidecar
+#   worker                       the inference tier alone (scaled out: shared journal, spool)
 #   jobs|show|retry-export|settings ...   the service's job commands
 #   anything else                run as a command (e.g. python3 -m synthetic ...)
 set -eu
@@ -27,7 +28,7 @@ case "${1:-map}" in
         shift
         exec python3 -m service serve "$@"
         ;;
-    jobs | show | retry-export | settings)
+    worker | jobs | show | retry-export | settings)
         exec python3 -m service "$@"
         ;;
     *)

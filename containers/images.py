@@ -57,6 +57,7 @@ BUILDER_INPUTS = (
     "pyproject.toml",
     "uv.lock",
     "synthetic",
+    "operators",
     "settings/__init__.py",
     "settings/base.py",
     "settings/site.py",

@@ -96,7 +96,7 @@ def _client(uri: str):  # type: ignore[no-untyped-def]
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-@pytest.mark.requirement("SRS-019", "SRS-018")
+@pytest.mark.requirement("SRS-019", "SRS-018", "SRS-091")
 def test_site_builds_fine_tune_and_name_their_run_and_data(runs: SiteRuns) -> None:
     for tracked, path, fmt, lock in (
         (runs.nnunet, runs.root / "Dataset001_Vessels", "nnunet", "site-test-lock.json"),
@@ -140,7 +140,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_mlflow_records_params_losses_metrics_artefacts_and_versions(runs: SiteRuns) -> None:
     client = _client(runs.uri)
     run = client.get_run(runs.nnunet.run.run_id)
@@ -176,7 +176,7 @@ def test_mlflow_records_params_losses_metrics_artefacts_and_versions(runs: SiteR
         assert version.source.endswith("/ensemble")
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_fine_tuning_needs_the_checkpoint_of_the_reference_member(
     runs: SiteRuns, tmp_path: Path
 ) -> None:
@@ -198,7 +198,7 @@ def test_fine_tuning_needs_the_checkpoint_of_the_reference_member(
         plan_site_build(recipe.model_copy(update={"site": wrong}), synthetic, tmp_path)
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_site_share_and_recipe_fields_are_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="less than 1"):
         SiteDataRecipe(path=tmp_path, synthetic_share=1.0)
@@ -217,7 +217,7 @@ def test_tracking_uri_never_leaks_credentials_and_says_where_to_look() -> None:
     assert os.environ.get("MLFLOW_DISABLE_TELEMETRY") in (None, "true")
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_cli_refuses_a_broken_site_dataset_before_anything_trains(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

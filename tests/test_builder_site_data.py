@@ -51,7 +51,7 @@ def nnunet(tmp_path: Path) -> Path:
     return write_nnunet(tmp_path / "Dataset001_Vessels", [1, 2], [3])
 
 
-@pytest.mark.requirement("SRS-019", "SRS-018")
+@pytest.mark.requirement("SRS-019", "SRS-018", "SRS-091")
 def test_nnunet_dataset_loads_as_loaded_cases_with_hashes_and_locked_test(
     nnunet: Path, tmp_path: Path
 ) -> None:
@@ -78,7 +78,7 @@ def test_nnunet_dataset_loads_as_loaded_cases_with_hashes_and_locked_test(
     assert entries[-1]["details"]["purpose"] == "a test"  # type: ignore[index]
 
 
-@pytest.mark.requirement("SRS-018")
+@pytest.mark.requirement("SRS-018", "SRS-091")
 def test_an_altered_site_test_set_is_refused_and_the_refusal_audited(
     nnunet: Path, tmp_path: Path
 ) -> None:
@@ -93,13 +93,13 @@ def test_an_altered_site_test_set_is_refused_and_the_refusal_audited(
     assert _audit_entries(nnunet / "test")[-1]["outcome"] == "refused"
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_a_pinned_training_hash_refuses_changed_data(nnunet: Path, tmp_path: Path) -> None:
     with pytest.raises(DataVersionError, match="the data changed"):
         _load(nnunet, tmp_path, expected_train_sha256="0" * 64)
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_each_malformed_nnunet_case_fails_with_its_own_message(
     nnunet: Path, tmp_path: Path
 ) -> None:
@@ -160,7 +160,7 @@ def test_each_malformed_nnunet_case_fails_with_its_own_message(
     )
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_nnunet_layout_errors_name_what_is_wrong(tmp_path: Path) -> None:
     root = write_nnunet(tmp_path / "two-channels", [1], [])
     meta = json.loads((root / "dataset.json").read_text())
@@ -177,7 +177,7 @@ def test_nnunet_layout_errors_name_what_is_wrong(tmp_path: Path) -> None:
         _load(root, tmp_path)
 
 
-@pytest.mark.requirement("SRS-019", "SRS-018")
+@pytest.mark.requirement("SRS-019", "SRS-018", "SRS-091")
 def test_dicom_seg_dataset_loads_and_matches_the_generator(tmp_path: Path) -> None:
     root = write_dicom_dataset(tmp_path / "site-dicom", [1, 2], [3])
     dataset = load_site_dataset(root, max_spacing_mm=3.0, lock_file=tmp_path / "lock.json")
@@ -194,7 +194,7 @@ def test_dicom_seg_dataset_loads_and_matches_the_generator(tmp_path: Path) -> No
     assert _audit_entries(root / "test")[0]["outcome"] == "success"
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_each_malformed_dicom_case_fails_with_its_own_message_and_no_phi(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -238,7 +238,7 @@ def test_each_malformed_dicom_case_fails_with_its_own_message_and_no_phi(
         assert identity not in text
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_vessel_labels_choose_the_classes_and_unlabelled_test_images_are_not_used(
     tmp_path: Path,
 ) -> None:
@@ -257,7 +257,7 @@ def test_vessel_labels_choose_the_classes_and_unlabelled_test_images_are_not_use
     assert _load(root, tmp_path).test_cases == 0
 
 
-@pytest.mark.requirement("SRS-019")
+@pytest.mark.requirement("SRS-019", "SRS-091")
 def test_check_site_data_validates_without_training(
     nnunet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

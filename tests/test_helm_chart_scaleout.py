@@ -62,7 +62,7 @@ def test_ingest_tier_and_workers_share_the_journal_and_the_volume(tmp_path: Path
     assert claims == {"minivess-shared"}
     (ingest,) = gateway["spec"]["template"]["spec"]["containers"]
     (worker,) = workers["spec"]["template"]["spec"]["containers"]
-    assert (ingest["args"], worker["args"]) == (["serve"], ["python3", "-m", "service", "worker"])
+    assert (ingest["args"], worker["args"]) == (["serve"], ["worker"])
     # The GPU goes to the workers only: the ingest tier runs no inference.
     assert "nvidia.com/gpu" not in ingest["resources"]["limits"]
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1

@@ -36,6 +36,7 @@ def queued(journal: Journal, studies: int, now: float = 100.0) -> list[str]:
     return ids
 
 
+@pytest.mark.requirement("SRS-090")
 def test_an_expired_lease_passes_the_job_on_and_only_the_holder_keeps_a_result(
     open_journal: OpenJournal,  # noqa: F811
 ) -> None:

@@ -53,7 +53,7 @@ def _holder_is(journal: Journal, pid: int) -> str | None:
     return None
 
 
-@pytest.mark.requirement("SRS-043")
+@pytest.mark.requirement("SRS-043", "SRS-090")
 def test_gateway_and_two_workers_on_postgres_process_each_study_once(
     tmp_path: Path,
     postgres: PostgresServer,  # noqa: F811
