@@ -3,7 +3,9 @@
 DIMSE has no "end of study" message (PS3.4 B: each C-STORE stands alone, a study may
 span several associations), so completeness is inferred from silence: a ``received``
 job whose last instance is older than ``quiet_period_s`` becomes ``queued``. The timer
-lives in the journal (wall-clock times), so it survives restarts.
+lives in the journal (wall-clock times), so it survives restarts; but downtime is not
+silence: a sender cut off by a crash can only resume once the service is back, so after
+a start no study is judged complete before a whole quiet period has passed.
 
 With a :class:`service.routing.Router` each complete study is judged by the routing
 rules in the same pass, one transaction per study: queued with its priority (and, for
@@ -49,13 +51,23 @@ class Grouper(BackgroundLoop):
         self.quiet_period_s = quiet_period_s
         self.on_queued = on_queued
         self.tick_s = min(0.5, quiet_period_s / 4)
+        # Until then nothing counts as quiet (set by start(); a bare poll() is not held).
+        self.hold_until = 0.0
         super().__init__("grouper", stop_timeout_s=5.0, retry_s=self.tick_s)
+
+    def start(self) -> None:
+        self.hold_until = time.time() + self.quiet_period_s
+        super().start()
 
     def poll(self, now: float | None = None) -> int:
         """One pass (also callable directly): queue the studies that fell quiet."""
         now = time.time() if now is None else now
         cutoff = now - self.quiet_period_s
-        if self.router is None:
+        if now < self.hold_until:
+            # Within a quiet period of the start nothing is quiet yet: what arrived before
+            # the start may be the head of a study whose sender resumes now.
+            queued: list[Job] = []
+        elif self.router is None:
             queued = self.journal.queue_quiet_jobs(cutoff)
         else:
             queued = [job for job in self._route(cutoff, now) if job.state == "queued"]

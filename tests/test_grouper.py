@@ -8,6 +8,7 @@ release everything at once and the tests would fail.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +150,20 @@ def test_the_timer_ticks_often_enough_for_short_quiet_periods(
 ) -> None:
     grouper = Grouper(journal, ApplianceMetrics(), quiet, on_queued=lambda: None)
     assert grouper.tick_s == pytest.approx(tick)
+
+
+@pytest.mark.requirement("SRS-043", "SRS-073")
+def test_downtime_is_not_silence_a_study_waits_a_quiet_period_after_the_start(
+    journal: Journal, tmp_path: Path
+) -> None:
+    # The head of a study arrived long before a crash; the sender resumes after the start.
+    job_id = receive(journal, "1.2.3", "1.2.3.1", time.time() - 10 * QUIET, tmp_path)
+    grouper, wakeups = make_grouper(journal)
+    grouper.start()
+    try:
+        assert grouper.poll() == 0
+        assert state(journal, job_id) == "received" and wakeups == []
+        assert grouper.poll(now=grouper.hold_until) == 1  # a quiet period after the start
+        assert state(journal, job_id) == "queued"
+    finally:
+        grouper.stop()
