@@ -15,6 +15,7 @@ from models.builder.config import BuildRecipe
 from models.builder.export import export_with_parity
 from models.builder.site import SitePlan
 from models.builder.train import build_network, prepare_cases, train_member
+from models.loader import session_options
 from synthetic.splits import LoadedCase
 
 if TYPE_CHECKING:
@@ -24,9 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def onnx_session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    """A CPU session with the appliance's own options (``models.loader.session_options``)."""
+    return ort.InferenceSession(
+        str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+    )
 
 
 def train_and_export(
