@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundle import helm, sbom
 from bundle import image as image_module
-from bundle import sbom
 from bundle.archive import write_tar
 from bundle.manifest import (
     AIRGAP_DIR,
@@ -150,11 +150,9 @@ def _models(files: dict[str, Path], facts: dict[str, object]) -> ModelsInfo:
 
 
 def _chart(work: Path, files: dict[str, Path], app_version: str) -> ChartInfo:
-    import helm_python
-
     text = (CHART / "Chart.yaml").read_text()
     fields = dict(re.findall(r"^(name|version):\s*\"?([^\"\s]+)\"?\s*$", text, re.M))
-    packaged = Path(helm_python.package(CHART, destination=work / "chart", app_version=app_version))
+    packaged = helm.package(CHART, destination=work / "chart", app_version=app_version)
     files[f"{CHART_DIR}/{packaged.name}"] = packaged
     return ChartInfo(
         path=f"{CHART_DIR}/{packaged.name}",

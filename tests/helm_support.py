@@ -1,6 +1,6 @@
 """What the Helm chart tests share (tests/test_helm_chart.py,
 tests/test_helm_chart_values.py, tests/test_helm_chart_settings.py): the chart, its
-values sets, rendering with helm-python-sdk and finding things in what it rendered. A
+values sets, rendering with Helm (``bundle.helm``) and finding things in what it rendered. A
 test module imports ``rendered_fixture`` to get the ``rendered`` fixture (every values
 set rendered once per module).
 """
@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import pytest
 import yaml
+
+from bundle import helm
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "minivess"
@@ -28,12 +29,11 @@ TLS_DIR, SECRETS_DIR = "/etc/minivess/tls", "/etc/minivess/settings-secrets"
 def values(name: str) -> dict[str, Any]:
     if name == "defaults":
         return {}
-    return helm_python.values_from_yaml(VALUES_FILES[name].read_text())
+    return helm.values_from_yaml(VALUES_FILES[name].read_text())
 
 
 def render(overrides: dict[str, Any]) -> list[dict[str, Any]]:
-    chart = helm_python.Chart.load(str(CHART))
-    rendered = chart.render(overrides, name=RELEASE, namespace=NAMESPACE)
+    rendered = helm.render(CHART, overrides, name=RELEASE, namespace=NAMESPACE)
     docs = []
     for template, text in sorted(rendered.items()):
         if template.endswith("NOTES.txt"):

@@ -37,8 +37,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import yaml
+
+from bundle import helm
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "minivess"
@@ -48,8 +49,7 @@ Doc = dict[str, Any]
 
 def render(values: dict[str, Any], release: str, namespace: str = "kube-play") -> list[Doc]:
     """The chart's manifests (NOTES.txt left out) for ``values``."""
-    chart = helm_python.Chart.load(str(CHART))
-    rendered = chart.render(values, name=release, namespace=namespace)
+    rendered = helm.render(CHART, values, name=release, namespace=namespace)
     docs: list[Doc] = []
     for template, text in sorted(rendered.items()):
         if not template.endswith("NOTES.txt"):

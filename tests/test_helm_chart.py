@@ -17,11 +17,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import kubernetes_validate
 import pytest
 import yaml
 
+from bundle import helm
 from tests.helm_support import (
     CHART,
     NAMESPACE,
@@ -52,16 +52,25 @@ CRD_KINDS = {
 @pytest.mark.requirement("SRS-063")
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_strict_lint(name: str) -> None:
-    report = helm_python.lint(str(CHART), values(name), strict=True)
+    report = helm.lint(str(CHART), values(name))
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert not problems and not report["errors"], json.dumps(report, indent=2)
 
 
 def test_lint_rejects_values_outside_the_schema() -> None:
     bad = {"dicom": {"aeTitle": "X" * 17}, "securityContext": {"readOnlyRootFilesystem": False}}
-    report = helm_python.lint(str(CHART), bad, strict=True)
+    report = helm.lint(str(CHART), bad)
     text = json.dumps(report["errors"])
     assert "aeTitle" in text and "readOnlyRootFilesystem" in text
+
+
+def test_helm_runs_in_its_own_process_and_reports_its_refusals() -> None:
+    """Helm's Go runtime stays out of this process (bundle/helm.py says why)."""
+    assert helm.values_from_yaml("a: 1") == {"a": 1}
+    maps = Path("/proc/self/maps").read_text()
+    assert "libhelm_c" not in maps, "helm_python was imported into the test process"
+    with pytest.raises(helm.HelmError, match="Error"):
+        helm.render(CHART.parent / "no-such-chart", {}, name=RELEASE, namespace=NAMESPACE)
 
 
 @pytest.mark.requirement("SRS-063")
@@ -113,11 +122,11 @@ def test_chart_app_version_is_the_appliance_version() -> None:
 
 def test_packaged_chart_leaves_out_the_test_values(tmp_path: Path) -> None:
     """The chart as the offline bundle ships it: ci/ stays out (.helmignore)."""
-    archive = helm_python.package(str(CHART), destination=str(tmp_path))
+    archive = helm.package(str(CHART), destination=str(tmp_path))
     version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
     assert Path(archive).name == f"minivess-{version}.tgz"
     with tarfile.open(archive) as tar:
         names = tar.getnames()
     assert "minivess/values.schema.json" in names and "minivess/templates/statefulset.yaml" in names
     assert not any("/ci/" in name for name in names)
-    assert helm_python.Chart.load(archive).render({}, name=RELEASE, namespace=NAMESPACE)
+    assert helm.render(archive, {}, name=RELEASE, namespace=NAMESPACE)

@@ -15,10 +15,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import kubernetes_validate
 import pytest
 
+from bundle import helm
 from tests.helm_support import CHART, FULLNAME, NAMESPACE, RELEASE, render
 
 SOURCE = CHART / "dashboards" / "minivess.json"
@@ -71,13 +71,13 @@ def test_dashboard_namespace_label_and_folder_annotation_from_values() -> None:
     assert metadata["labels"]["grafana.example/dashboard"] == "minivess"
     assert "grafana_dashboard" not in metadata["labels"]
     assert metadata["annotations"] == {"grafana_folder": "MinIVess"}
-    report = helm_python.lint(str(CHART), overrides, strict=True)
+    report = helm.lint(str(CHART), overrides)
     assert not report["errors"] and not [m for m in report["messages"] if m["severity"] >= 2]
 
 
 def test_schema_refuses_bad_dashboard_values() -> None:
     bad = {"grafanaDashboard": {"enabled": "yes", "label": "not a label", "folder": "x"}}
-    report = helm_python.lint(str(CHART), bad, strict=True)
+    report = helm.lint(str(CHART), bad)
     text = json.dumps(report["errors"])
     assert "/grafanaDashboard/enabled" in text and "/grafanaDashboard/label" in text
     assert "folder" in text  # no such key (additionalProperties: false)
@@ -86,12 +86,12 @@ def test_schema_refuses_bad_dashboard_values() -> None:
 @pytest.mark.requirement("SRS-063", "SRS-089")
 def test_packaged_chart_carries_and_renders_the_dashboard(tmp_path: Path) -> None:
     """The chart as the offline bundle ships it (helm package) holds the dashboard."""
-    archive = helm_python.package(str(CHART), destination=str(tmp_path))
+    archive = helm.package(str(CHART), destination=str(tmp_path))
     with tarfile.open(archive) as tar:
         member = tar.extractfile("minivess/dashboards/minivess.json")
         assert member is not None and member.read() == SOURCE.read_bytes()
-    rendered = helm_python.Chart.load(archive).render(
-        {"grafanaDashboard": {"enabled": True}}, name=RELEASE, namespace=NAMESPACE
+    rendered = helm.render(
+        archive, {"grafanaDashboard": {"enabled": True}}, name=RELEASE, namespace=NAMESPACE
     )
     text = rendered["minivess/templates/grafana-dashboard.yaml"]
     assert '"uid": "minivess-appliance"' in text

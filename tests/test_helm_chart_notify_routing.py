@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import helm_python
 import pytest
 
+from bundle import helm
 from service.routing import Router, load_rules
 from service.settings import load_settings
 from tests.helm_support import FULLNAME, container, one, pod_environment, pod_spec, render
@@ -66,7 +66,7 @@ def test_notifications_and_routing_reach_the_pod(tmp_path: Path) -> None:
 
 
 def test_bad_notification_values_are_refused() -> None:
-    with pytest.raises(helm_python.HelmError, match="baseUrl"):
+    with pytest.raises(helm.HelmError, match="baseUrl"):
         render({"notifications": {"fhir": {"baseUrl": "ehr.hospital.local"}}})
-    with pytest.raises(helm_python.HelmError, match="port"):
+    with pytest.raises(helm.HelmError, match="port"):
         render({"notifications": {"hl7": {"host": "ris", "port": 0}}})

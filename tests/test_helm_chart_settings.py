@@ -11,9 +11,9 @@ import base64
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import pytest
 
+from bundle import helm
 from map_app.config import AppConfig, load_config
 from service.settings import ServiceSettings, load_settings
 from settings.base import ENV_PREFIX, SECRETS_DIR_ENV
@@ -104,11 +104,11 @@ def test_given_secret_values_are_used_and_tls_needs_a_certificate() -> None:
     assert base64.b64decode(data["release-public-key.pem"]).startswith(b"-----BEGIN PUBLIC")
     # The public key is a file for `bundle verify`, not a setting.
     assert "MINIVESS_RELEASE_PUBLIC_KEY" not in one(docs, "ConfigMap")["data"]
-    with pytest.raises(helm_python.HelmError, match=r"tls\.cert"):
+    with pytest.raises(helm.HelmError, match=r"tls\.cert"):
         render({"tls": {"enabled": True}})
     # The audit key must be one the key reader accepts (hex, at least 128 bits).
     for bad in ("k3y", key[:-2]):
-        with pytest.raises(helm_python.HelmError, match="auditHmacKey"):
+        with pytest.raises(helm.HelmError, match="auditHmacKey"):
             render({"secrets": {"auditHmacKey": bad}})
 
 
@@ -163,15 +163,14 @@ def test_tls_turns_on_dicom_tls_and_https_everywhere() -> None:
 @pytest.mark.parametrize("old", sorted(RENAMED))
 def test_renamed_settings_are_refused_in_extra_env(old: str) -> None:
     """A site still setting a name nothing reads learns the new one at install."""
-    with pytest.raises(helm_python.HelmError, match=old) as refused:
+    with pytest.raises(helm.HelmError, match=old) as refused:
         render({"extraEnv": {old: "/etc/minivess/tls/tls.crt"}})
     for new in RENAMED[old]:
         assert new in str(refused.value)
 
 
 def test_notes_and_readme_list_the_renamed_settings() -> None:
-    chart = helm_python.Chart.load(str(CHART))
-    notes = chart.render(TLS_VALUES, name=RELEASE, namespace=NAMESPACE)[
+    notes = helm.render(CHART, TLS_VALUES, name=RELEASE, namespace=NAMESPACE)[
         "minivess/templates/NOTES.txt"
     ]
     readme = (REPO / "helm" / "README.md").read_text()
