@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from compliance.audit import AuditLog
+from service.drift_monitor import DriftMonitor
 from service.export import Exporter
 from service.gateway import Gateway
 from service.grouping import Grouper
@@ -114,6 +115,7 @@ class Service(_Appliance):
                                on_queued=self.worker.notify, recorder=self.recorder,
                                router=(Router.from_settings(settings), self.spool,
                                        self.exporter.notify))  # fmt: skip
+        self.drift = DriftMonitor.from_settings(settings, self.metrics)
         self._started = False
         # HTTP sidecar hook (service/http): on for `serve`, off by default in-process.
         self._http_wanted = http
@@ -147,6 +149,8 @@ class Service(_Appliance):
         self.exporter.start()
         self.worker.start()
         self.grouper.start()
+        if self.drift is not None:
+            self.drift.start()
         self.gateway.start()
         self._started = True
         if self._http_wanted:  # HTTP sidecar hook: last up (it reports readiness)
@@ -186,6 +190,8 @@ class Service(_Appliance):
         if self._started:
             self.gateway.stop()
             self.grouper.stop()
+            if self.drift is not None:
+                self.drift.stop()
             self.worker.stop()
             self.exporter.stop()
             self._started = False

@@ -158,6 +158,15 @@ class ServiceSettings(MinivessSettings):
         default=100, ge=1, description="unfinished studies before new studies are refused (0xA702)"
     )
     model_dir: Path = Field(default=Path("models/ensemble"), description="the ONNX ensemble")
+    drift_interval_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="seconds between drift measurements of the newest studies against the "
+        "manifest's reference profile (minivess_drift_share); 0 = off",
+    )
+    drift_window: int = Field(
+        default=50, ge=5, description="newest series a drift measurement compares"
+    )
     pipeline_config: Path | None = Field(
         default=None, description="map_app pipeline config (JSON); None = its defaults"
     )
