@@ -102,6 +102,7 @@ class Pipeline:
             version=manifest.version,
             providers=list(self.ensemble.providers),
             members={m.name: m.sha256 for m in manifest.members},
+            mlflow_runs=[run.run_id for run in manifest.provenance.mlflow_runs],
         )
 
     def run(

@@ -60,6 +60,9 @@ class ModelSummary(BaseModel):
     version: str
     providers: list[str]
     members: dict[str, str] = Field(description="member name -> SHA-256 (verified)")
+    mlflow_runs: list[str] = Field(
+        default_factory=list, description="MLflow run ids that built the members (manifest)"
+    )
 
 
 class RunReport(BaseModel):

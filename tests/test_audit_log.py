@@ -354,7 +354,7 @@ def test_test_set_access_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert verify_chain(tmp_path / "site.jsonl").entries == 3
 
 
-@pytest.mark.requirement("SRS-031", "SRS-030")
+@pytest.mark.requirement("SRS-031", "SRS-030", "SRS-091")
 def test_inference_record_from_a_run_report(tmp_path: Path) -> None:
     seg = tmp_path / f"seg-{STUDY_UID}.dcm"
     seg.write_bytes(b"DICM")
@@ -387,3 +387,9 @@ def test_inference_record_from_a_run_report(tmp_path: Path) -> None:
     assert entry.details["uncertainty_score"] == "nan"
     assert STUDY_UID not in log.path.read_text()
     assert verify_chain(log.path).ok
+    # A build tracked in MLflow (issue 17): the entry's model version names its run(s).
+    report["model"]["mlflow_runs"] = ["3f2a" * 8]
+    (tracked,) = record_inference(report, log)
+    assert tracked.model_version == f"1.0 (MLflow run {'3f2a' * 8})"
+    report["model"]["mlflow_runs"] = ["a1", "b2"]
+    assert record_inference(report, log)[0].model_version == "1.0 (MLflow runs a1, b2)"

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from compliance.audit.events import audited_model_version
+from map_app.pipeline import Pipeline
 from models.builder.__main__ import main
 from models.builder.config import SMOKE, BuildRecipe, SiteDataRecipe
 from models.builder.datasets import load_site_dataset
@@ -130,6 +132,11 @@ def test_site_builds_fine_tune_and_name_their_run_and_data(runs: SiteRuns) -> No
         assert f"MLflow run `{tracked.run.run_id}`" in card
         assert "| site test | cases | Dice |" in card
         loaded = load_ensemble(folder)
+        # Deployed, its inference entries in the audit log name the run.
+        summary = Pipeline(folder).model_summary()
+        assert summary.mlflow_runs == [tracked.run.run_id]
+        audited = audited_model_version(summary.model_dump())
+        assert audited == f"0.1.0 (MLflow run {tracked.run.run_id})"
         base_hashes = {m.sha256 for m in runs.base.manifest.members}
         assert not base_hashes & {m.sha256 for m in loaded.manifest.members}
 

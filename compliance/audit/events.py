@@ -33,6 +33,16 @@ def _file_sha256(path: str | Path) -> str | None:
         return None
 
 
+def audited_model_version(model: Mapping[str, Any]) -> str | None:
+    """The model version an inference entry names: the ensemble's version and, when its
+    manifest records them, the MLflow run(s) that built it, e.g. ``2.2.0 (MLflow run 3f2a)``.
+    """
+    version, runs = model.get("version"), model.get("mlflow_runs") or []
+    if version is None or not runs:
+        return version
+    return f"{version} (MLflow run{'s' if len(runs) > 1 else ''} {', '.join(runs)})"
+
+
 def record_inference(report: Mapping[str, Any], log: AuditLog | None = None) -> list[AuditEntry]:
     """One entry per series of a run report (``operators.run_report.RunReport``, dumped).
 
@@ -70,7 +80,7 @@ def record_inference(report: Mapping[str, Any], log: AuditLog | None = None) -> 
                     "error_reason": series.get("error_reason"),
                 },
                 correlation_id=report.get("correlation_id"),
-                model_version=model.get("version"),
+                model_version=audited_model_version(model),
             )
         )
     return entries
