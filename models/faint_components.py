@@ -49,7 +49,8 @@ class DroppedComponents:
     voxels: int = 0
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The box around ``mask``'s voxels, ``MARGIN_VOXELS`` wider; None when it is empty."""
     box = []
     for axis in range(mask.ndim):
         others = tuple(a for a in range(mask.ndim) if a != axis)
@@ -60,6 +61,11 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
         stop = min(mask.shape[axis], int(present[-1]) + 1 + MARGIN_VOXELS)
         box.append(slice(start, stop))
     return tuple(box)
+
+
+def study_contrast(image: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """``brightness / tissue - 1`` inside ``box``: how far each voxel stands above the tissue."""
+    return brightness(np.asarray(image[box], dtype=np.float32)) / tissue_level(image) - 1.0
 
 
 def drop_faint_components(
@@ -73,11 +79,11 @@ def drop_faint_components(
         raise ValueError(f"mask {mask.shape} and image {image.shape} are not on one grid")
     if ratio is not None and not 0.0 < ratio < 1.0:
         raise ValueError(f"faint-component ratio {ratio} must lie in (0, 1)")
-    box = _bounding_box(mask.astype(bool, copy=False))
+    box = bounding_box(mask.astype(bool, copy=False))
     if ratio is None or modality != "MR" or box is None:
         return mask, DroppedComponents()
     predicted = mask[box].astype(bool)
-    contrast = brightness(np.asarray(image[box], dtype=np.float32)) / tissue_level(image) - 1.0
+    contrast = study_contrast(image, box)
     labels, count = ndimage.label(predicted, structure=_NEIGHBOURHOOD)
     lumen_contrast = float(np.percentile(contrast[predicted], LUMEN_PERCENTILE))
     if count < 2 or lumen_contrast <= 0.0:

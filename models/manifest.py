@@ -147,6 +147,17 @@ class DataLockout(_Strict):
     site_test_cases: int | None = Field(default=None, ge=1)
 
 
+class LumenGrowth(_Strict):
+    """The MR lumen-growth rule's two values (``models.lumen_growth``)."""
+
+    min_probability: float = Field(
+        gt=0.0, lt=0.5, description="fused member probability (before temperature scaling)"
+    )
+    min_contrast_ratio: float = Field(
+        gt=0.0, lt=1.0, description="share of the study's lumen contrast above the tissue"
+    )
+
+
 StudyScoreName = Literal["member_disagreement", "vessel_mutual_information", "vessel_entropy"]
 
 
@@ -174,6 +185,21 @@ class Calibration(_Strict):
         "of the study's lumen contrast above the tissue are dropped "
         "(models.faint_components); None: no such rule",
     )
+    mr_lumen_growth: LumenGrowth | None = Field(
+        default=None,
+        description="MR: the mask grows into bright voxels the members half-believe, "
+        "joined to it (models.lumen_growth); None: no such rule",
+    )
+
+    @model_validator(mode="after")
+    def _growth_cannot_undo_the_faint_rule(self) -> Calibration:
+        growth, faint = self.mr_lumen_growth, self.mr_faint_component_ratio
+        if growth is not None and faint is not None and growth.min_contrast_ratio <= faint:
+            raise ValueError(
+                f"lumen growth's contrast ratio {growth.min_contrast_ratio} must exceed the "
+                f"faint-component ratio {faint}, or it would grow back what that rule dropped"
+            )
+        return self
 
 
 class ShiftResult(_Strict):

@@ -53,6 +53,11 @@ class SeriesOutcome(BaseModel):
         description="MR mask components dropped as fainter than the lumens "
         "(models/faint_components.py)",
     )
+    lumen_voxels_grown: int | None = Field(
+        default=None,
+        description="MR voxels added to the mask as bright lumen joined to it "
+        "(models/lumen_growth.py)",
+    )
 
 
 class ModelSummary(BaseModel):

@@ -145,6 +145,8 @@ class SegmentationResult:
     # MR components the faint-component rule took out of the mask (models.faint_components).
     faint_components_dropped: int = 0
     faint_voxels_dropped: int = 0
+    # MR voxels the lumen-growth rule added to the mask (models.lumen_growth).
+    lumen_voxels_grown: int = 0
 
     def __post_init__(self) -> None:
         low, high = _float_map("mean_probability", self.mean_probability)
@@ -171,6 +173,8 @@ class SegmentationResult:
             raise InvalidValueError("the segmentation result names no ensemble member")
         if min(self.faint_components_dropped, self.faint_voxels_dropped) < 0:
             raise InvalidValueError("dropped faint components and voxels cannot be negative")
+        if self.lumen_voxels_grown < 0:
+            raise InvalidValueError("grown lumen voxels cannot be negative")
 
     @property
     def out_of_distribution(self) -> bool:

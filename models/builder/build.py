@@ -50,6 +50,7 @@ from models.builder.site import (
 from models.digest import sha256_file
 from models.features import reference_profile
 from models.loader import read_verified
+from models.lumen_growth import MrMaskRules
 from models.manifest import (
     MANIFEST_NAME,
     Calibration,
@@ -191,7 +192,7 @@ def build(
 def reevaluate(recipe: BuildRecipe, data_dir: Path, out_dir: Path) -> EnsembleManifest:
     """Measure the members already in ``out_dir`` again with this checkout's inference.
 
-    For a change after the networks (fusion, the faint-component rule): the members must
+    For a change after the networks (fusion, the MR mask rules): the members must
     be the recipe's (same training settings) and match their manifest's hashes; their
     training provenance is kept and the measuring commit recorded beside it.
     """
@@ -251,9 +252,9 @@ def _evaluate(
     members: list[Member] = []
     log.info("validation: clean split and shift suite (fits the flag threshold, temperature)")
     val_voxels = CalibrationVoxels()
-    faint = recipe.mr_faint_component_ratio
-    val_outcomes = run_studies(clean(val_cases), sessions, recipe.members, faint, val_voxels)
-    val_outcomes += run_studies(shift_suite(recipe, "val"), sessions, recipe.members, faint)
+    rules = MrMaskRules(recipe.mr_faint_component_ratio, recipe.mr_lumen_growth)
+    val_outcomes = run_studies(clean(val_cases), sessions, recipe.members, rules, val_voxels)
+    val_outcomes += run_studies(shift_suite(recipe, "val"), sessions, recipe.members, rules)
 
     log.info("evaluating on the locked test split and the shift suite of its seeds")
     test_cases = read_split(
@@ -265,10 +266,10 @@ def _evaluate(
     test_voxels = CalibrationVoxels()
     test_members = [predict_members(case, sessions, recipe.members) for case in test_cases]
     test_outcomes = [
-        evaluate_case(case, stack, "clean", "none", faint, test_voxels)
+        evaluate_case(case, stack, "clean", "none", rules, test_voxels)
         for case, stack in zip(test_cases, test_members, strict=True)
     ]
-    test_outcomes += run_studies(shift_suite(recipe, "test"), sessions, recipe.members, faint)
+    test_outcomes += run_studies(shift_suite(recipe, "test"), sessions, recipe.members, rules)
 
     detection, rule = failure_detection(val_outcomes, test_outcomes)
     calibration_block = voxel_calibration(val_voxels, test_voxels)
@@ -306,7 +307,7 @@ def _evaluate(
         )
     clean_test = [o for o in test_outcomes if o.family == "clean"]
     site_outcomes = [
-        evaluate_case(case, predict_members(case, sessions, recipe.members), "site", "none", faint)
+        evaluate_case(case, predict_members(case, sessions, recipe.members), "site", "none", rules)
         for case in site_test or []
     ]
 
@@ -329,7 +330,8 @@ def _evaluate(
             temperature=calibration_block.temperature,
             validation_scores={o.name: o.scores[detection.score] for o in val_clean},
             rule=rule,
-            mr_faint_component_ratio=faint,
+            mr_faint_component_ratio=rules.faint_ratio,
+            mr_lumen_growth=rules.growth,
         ),
         reference_profile=reference_profile(profile_rows),
         reference_features=tuple(

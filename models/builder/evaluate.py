@@ -26,9 +26,9 @@ from models.builder.reliability import (
     reliability,
     risk_coverage,
 )
-from models.faint_components import drop_faint_components
 from models.features import study_features
 from models.inference import SlidingWindowSettings, member_probability
+from models.lumen_growth import MrMaskRules
 from models.manifest import (
     FailureDetection,
     ScoreEvaluation,
@@ -130,12 +130,12 @@ def evaluate_case(
     members: np.ndarray,
     family: str,
     severity: str,
-    faint_ratio: float | None,
+    rules: MrMaskRules,
     calibration: CalibrationVoxels | None = None,
 ) -> StudyOutcome:
-    """One study as the appliance answers it: fused mask, faint-component rule, scores."""
+    """One study as the appliance answers it: fused mask, the MR mask rules, scores."""
     fused = members.mean(axis=0)
-    predicted, _ = drop_faint_components(fused >= 0.5, case.image, case.modality.value, faint_ratio)
+    predicted, _, _ = rules.apply(fused >= 0.5, fused, case.image, case.modality.value)
     vessel_ml = float(np.count_nonzero(predicted)) * float(np.prod(case.geometry.spacing)) / 1000.0
     if calibration is not None:
         region = near_vessel_region(case.mask, predicted, case.geometry.spacing)
@@ -186,7 +186,7 @@ def run_studies(
     cases: Iterable[tuple[LoadedCase, str, str]],
     sessions: list[ort.InferenceSession],
     recipes: tuple[MemberRecipe, ...],
-    faint_ratio: float | None,
+    rules: MrMaskRules,
     calibration: CalibrationVoxels | None = None,
 ) -> list[StudyOutcome]:
     outcomes = []
@@ -194,7 +194,7 @@ def run_studies(
     for case, family, severity in cases:
         members = predict_members(case, sessions, recipes)
         voxels = calibration if family == "clean" else None
-        outcomes.append(evaluate_case(case, members, family, severity, faint_ratio, voxels))
+        outcomes.append(evaluate_case(case, members, family, severity, rules, voxels))
         if len(outcomes) % 25 == 0:
             log.info("%d studies evaluated, %.0f s", len(outcomes), time.monotonic() - started)
     return outcomes

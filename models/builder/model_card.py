@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from models.manifest import EnsembleManifest, ShiftResult
+from models.manifest import Calibration, EnsembleManifest, ShiftResult
 
 CARD_NAME = "model_card.md"
 FIGURES = {
@@ -186,7 +186,7 @@ def render_card(manifest: EnsembleManifest) -> str:
         "Normalisation (every member): CT `(HU - 40) / 400` clipped to [-2.6, 5]; MR "
         "`log2(x / tissue level) / 2` clipped to [-1.5, 2.5], tissue level = median of the "
         "body voxels (air found by Otsu on log intensity and left out).",
-        _faint_rule_line(manifest.calibration.mr_faint_component_ratio),
+        _mask_rules_line(manifest.calibration),
         "",
         "## Locked test split (typical physics)",
         "| modality | cases | Dice | clDice | HD95 mm |",
@@ -323,14 +323,23 @@ def _site_lines(manifest: EnsembleManifest) -> list[str]:
     return lines
 
 
-def _faint_rule_line(ratio: float | None) -> str:
-    if ratio is None:
+def _mask_rules_line(calibration: Calibration) -> str:
+    ratio, growth = calibration.mr_faint_component_ratio, calibration.mr_lumen_growth
+    if ratio is None and growth is None:
         return "Post-processing: none beyond the 0.5 cut of the fused probability."
-    return (
-        f"Post-processing (MR): mask components whose brightest voxel stands less than "
-        f"{ratio:g} of the study's lumen contrast above the tissue are dropped "
-        "(`models/faint_components.py`); every figure below is measured with it."
-    )
+    rules = []
+    if ratio is not None:
+        rules.append(
+            f"mask components whose brightest voxel stands less than {ratio:g} of the "
+            "study's lumen contrast above the tissue are dropped (`models/faint_components.py`)"
+        )
+    if growth is not None:
+        rules.append(
+            f"the mask grows into voxels joined to it with a fused probability of at least "
+            f"{growth.min_probability:g} that stand at least {growth.min_contrast_ratio:g} "
+            "of that lumen contrast above the tissue (`models/lumen_growth.py`)"
+        )
+    return f"Post-processing (MR): {'; then '.join(rules)}; every figure below is measured so."
 
 
 def write_model_card(manifest: EnsembleManifest, out_dir: Path) -> Path:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.faint_components import drop_faint_components
 from models.inference import fuse
 from models.loader import LoadedEnsemble
+from models.lumen_growth import MrMaskRules
 from models.normalisation import resolve_modality
 from models.uncertainty import study_score, temperature_scaled, voxel_uncertainty
 from operators.values import SegmentationResult
@@ -99,8 +99,8 @@ def segmentation_result(
 
     The fused probability is temperature-scaled (``calibration.temperature``; the 0.5 cut
     and so the mask are unchanged), the study score is the one the manifest names. In MR
-    the mask loses the faint components the manifest's rule names
-    (:mod:`models.faint_components`; ``image`` is the study on the same grid); the
+    the mask loses the faint components and grows into the bright lumen, as the manifest's
+    rules say (:mod:`models.lumen_growth`; ``image`` is the study on the same grid); the
     probability and uncertainty maps keep what the members said.
     """
     manifest = ensemble.manifest
@@ -110,12 +110,14 @@ def segmentation_result(
     maps = voxel_maps(
         member_probabilities, fusion or manifest.fusion, weights, threshold, calibration.temperature
     )
-    maps["mask"], dropped = drop_faint_components(
-        maps["mask"],
-        image,
-        resolve_modality(modality, image),
-        calibration.mr_faint_component_ratio,
-    )
+    modality = resolve_modality(modality, image)
+    rules = MrMaskRules(calibration.mr_faint_component_ratio, calibration.mr_lumen_growth)
+    if modality == "MR" and rules.growth is not None:
+        # The rule reads the fused probability before temperature scaling, as chosen.
+        fused = fuse(member_probabilities, fusion or manifest.fusion, weights, threshold)
+    else:
+        fused = maps["mean_probability"]  # not read: the rules leave CT alone
+    maps["mask"], dropped, grown = rules.apply(maps["mask"], fused, image, modality)
     vessel_ml = float(np.count_nonzero(maps["mask"])) * float(np.prod(spacing)) / 1000.0
     return SegmentationResult(
         **maps,
@@ -132,4 +134,5 @@ def segmentation_result(
         member_names=tuple(member.name for member in manifest.members),
         faint_components_dropped=dropped.components,
         faint_voxels_dropped=dropped.voxels,
+        lumen_voxels_grown=grown,
     )

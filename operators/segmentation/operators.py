@@ -109,6 +109,7 @@ class UncertaintyOperator(RunOperator):
             outcome.out_of_distribution = result.out_of_distribution
             outcome.vessel_volume_ml = round(result.vessel_volume_ml(item.volume.geometry), 4)
             outcome.faint_components_dropped = result.faint_components_dropped
+            outcome.lumen_voxels_grown = result.lumen_voxels_grown
             outcome.features = study_features(
                 item.volume.voxels,
                 item.volume.geometry.spacing,
