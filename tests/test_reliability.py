@@ -39,6 +39,9 @@ def test_threshold_meets_recall_and_false_flags_when_it_can() -> None:
     # Recall first: the most the false-flag budget allows (1 of the 40 clean flagged).
     assert threshold == pytest.approx(clean[38]) and "95th percentile of clean" in rule
     assert sum(c > threshold for c in clean) == 1 and all(f > threshold for f in failed)
+    # Members that never disagree on clean studies (a smoke build): still a valid threshold.
+    zero, _ = choose_threshold([0.0] * 4 + [0.4], [False] * 4 + [True], [True] * 4 + [False])
+    assert 0.0 < zero < 0.4
     overlapping, rule = choose_threshold(
         clean + [0.1] * 5 + failed, [False] * 40 + [True] * 25, [True] * 40 + [False] * 25
     )

@@ -68,7 +68,7 @@ def choose_threshold(
     high = float(np.quantile(values[failed_mask], 0.05, method="lower")) - _EPS
     if high >= low:
         return (
-            low,
+            max(low, _EPS),  # every clean score may be 0 (a smoke build's members)
             "the 95th percentile of clean validation scores (<= 5 % false flags), below "
             "95 % of the failed validation studies (Dice < 0.5), clean + shift suite: "
             "recall first",
