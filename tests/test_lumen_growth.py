@@ -38,7 +38,7 @@ def _study() -> dict[str, np.ndarray]:
     return {"image": image, "probability": probability, **parts}
 
 
-@pytest.mark.requirement("SRS-085")
+@pytest.mark.requirement("SRS-092")
 def test_the_mask_grows_into_bright_half_believed_lumen_joined_to_it() -> None:
     s = _study()
     mask = (s["probability"] >= 0.5).astype(np.uint8)
@@ -55,7 +55,7 @@ def test_the_mask_grows_into_bright_half_believed_lumen_joined_to_it() -> None:
     assert not mask[s["rest"]].any(), "the caller's mask is not changed in place"
 
 
-@pytest.mark.requirement("SRS-085")
+@pytest.mark.requirement("SRS-092")
 def test_growth_is_off_for_ct_and_without_a_rule_and_checks_its_inputs() -> None:
     s = _study()
     mask = (s["probability"] >= 0.5).astype(np.uint8)
@@ -68,7 +68,7 @@ def test_growth_is_off_for_ct_and_without_a_rule_and_checks_its_inputs() -> None
         grow_bright_lumen(mask[:-1], s["probability"], s["image"], "MR", RULE)
 
 
-@pytest.mark.requirement("SRS-085")
+@pytest.mark.requirement("SRS-092")
 def test_the_rules_drop_a_faint_island_and_never_grow_it_back() -> None:
     s = _study()
     fat = s["island"]
@@ -80,6 +80,7 @@ def test_the_rules_drop_a_faint_island_and_never_grow_it_back() -> None:
     assert refined[20:30, 18:22, 18:22].all() and 0 < added <= int(s["rest"].sum())
 
 
+@pytest.mark.requirement("SRS-092")
 def test_the_manifest_refuses_a_growth_that_would_undo_the_faint_rule() -> None:
     values = {"ood_threshold": 0.5, "validation_scores": {}, "rule": "r"}
     Calibration(**values, mr_faint_component_ratio=0.4, mr_lumen_growth=RULE)

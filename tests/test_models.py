@@ -40,11 +40,11 @@ def test_shipped_manifest_is_valid_and_meets_the_quality_bar() -> None:
     assert len(manifest.members) >= 3
     assert len(architectures) >= 2
     assert len({member.seed for member in manifest.members}) == len(manifest.members)
-    # Issue 11's goal is Dice >= 0.85 for both; CT meets it. MR does not yet (0.75 with the
-    # faint-component rule: faint lumens missed, fat touching vessels kept, model card
-    # "Limits"): its floor guards against regression.
+    # Issue 11's goal is Dice >= 0.85 for both; CT meets it. MR does not yet (0.76 with the
+    # MR mask rules: faint lumens missed, fat touching vessels kept, model card "Limits"):
+    # its floor guards against regression.
     assert manifest.ensemble_metrics["CT"].dice >= 0.85
-    assert manifest.ensemble_metrics["MR"].dice >= 0.74
+    assert manifest.ensemble_metrics["MR"].dice >= 0.75
     assert all(member.onnx_opset >= 17 for member in manifest.members)
     assert all(member.normalisation.method == "modality_window" for member in manifest.members)
 
@@ -232,7 +232,7 @@ def test_shipped_metrics_reproduce_on_the_regenerated_locked_test_split(
             AppConfig().sliding_window(),
             modality=case.modality.value,
         )
-        # As the appliance answers: fusion, then the faint-component rule (MR).
+        # As the appliance answers: fusion, then the MR mask rules.
         predicted = segmentation_result(
             ensemble, stack, None, case.geometry.spacing, case.image, case.modality.value
         ).mask
