@@ -121,6 +121,8 @@ class BuildRecipe(BaseModel):
 # Member-level A/B on validation, not built: unet-c on twice the training studies (128
 # seeds, same iterations) moved MR Dice 0.7061 -> 0.7155 and CT 0.8536 -> 0.8483; the MR
 # failures are confident false positives on fat (2-2.8x the tissue), not a lack of data.
+# Same for longer training: unet-c 3000 more iterations at 0.3x its learning rate moved its
+# MR Dice on the 70 validation studies 0.706 -> 0.713 (clean), 0.825 -> 0.829 (moderate).
 # 2.1.0 = the 2.0.0 members (same bytes) with the MR faint-component rule
 # (models/faint_components.py). Its ratio was chosen on the validation split and the shift
 # suite of its two seeds (70 MR studies, cached member maps): mean Dice clean / mild /
