@@ -38,7 +38,8 @@ from models.screen import brightness
 LUMEN_PERCENTILE = 90.0
 # Context around the mask's bounding box, so the one-voxel smoothing sees real neighbours.
 MARGIN_VOXELS = 4
-_NEIGHBOURHOOD = np.ones((3, 3, 3), dtype=bool)
+# Components are 26-connected, in this rule and in the lumen-growth rule.
+NEIGHBOURHOOD = np.ones((3, 3, 3), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ def study_contrast(image: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
     return brightness(np.asarray(image[box], dtype=np.float32)) / tissue_level(image) - 1.0
 
 
+def lumen_contrast(contrast: np.ndarray, mask: np.ndarray) -> float:
+    """The study's lumen level: the 90th percentile of ``contrast`` over the mask."""
+    return float(np.percentile(contrast[mask], LUMEN_PERCENTILE))
+
+
 def drop_faint_components(
     mask: np.ndarray, image: np.ndarray, modality: str, ratio: float | None
 ) -> tuple[np.ndarray, DroppedComponents]:
@@ -84,12 +90,12 @@ def drop_faint_components(
         return mask, DroppedComponents()
     predicted = mask[box].astype(bool)
     contrast = study_contrast(image, box)
-    labels, count = ndimage.label(predicted, structure=_NEIGHBOURHOOD)
-    lumen_contrast = float(np.percentile(contrast[predicted], LUMEN_PERCENTILE))
-    if count < 2 or lumen_contrast <= 0.0:
+    labels, count = ndimage.label(predicted, structure=NEIGHBOURHOOD)
+    lumen = lumen_contrast(contrast, predicted)
+    if count < 2 or lumen <= 0.0:
         return mask, DroppedComponents()
     peaks = ndimage.maximum(contrast, labels, np.arange(1, count + 1))
-    faint = np.flatnonzero(np.asarray(peaks) < ratio * lumen_contrast) + 1
+    faint = np.flatnonzero(np.asarray(peaks) < ratio * lumen) + 1
     if not len(faint):
         return mask, DroppedComponents()
     dropped = np.isin(labels, faint)

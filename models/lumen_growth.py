@@ -31,15 +31,14 @@ import numpy as np
 from scipy import ndimage
 
 from models.faint_components import (
-    LUMEN_PERCENTILE,
+    NEIGHBOURHOOD,
     DroppedComponents,
     bounding_box,
     drop_faint_components,
+    lumen_contrast,
     study_contrast,
 )
 from models.manifest import LumenGrowth
-
-_NEIGHBOURHOOD = np.ones((3, 3, 3), dtype=bool)
 
 
 def grow_bright_lumen(
@@ -66,12 +65,12 @@ def grow_bright_lumen(
         return mask, 0
     inside = kept[box]
     contrast = study_contrast(image, box)
-    lumen_contrast = float(np.percentile(contrast[inside], LUMEN_PERCENTILE))
-    if lumen_contrast <= 0.0:
+    lumen = lumen_contrast(contrast, inside)
+    if lumen <= 0.0:
         return mask, 0
-    bright = contrast >= rule.min_contrast_ratio * lumen_contrast
+    bright = contrast >= rule.min_contrast_ratio * lumen
     joinable = (probability[box] >= rule.min_probability) & bright | inside
-    labels, _ = ndimage.label(joinable, structure=_NEIGHBOURHOOD)
+    labels, _ = ndimage.label(joinable, structure=NEIGHBOURHOOD)
     touched = np.unique(labels[inside])
     grown = np.isin(labels, touched[touched > 0]) & ~inside
     out = mask.copy()
