@@ -21,6 +21,10 @@ from pydantic import BaseModel, ConfigDict
 from operators.geometry import VoxelGeometry
 from synthetic.case import Modality
 
+# What a reader may load of one volume: far above any angiogram; the appliance's own budget
+# is a site setting, not known here.
+READ_BUDGET_BYTES = 8 * 2**30
+
 SiteSplit = Literal["train", "test"]
 
 ProblemKind = Literal[

@@ -28,6 +28,7 @@ import highdicom as hd
 import numpy as np
 
 from models.builder.datasets.cases import (
+    READ_BUDGET_BYTES,
     CaseProblem,
     DatasetLayoutError,
     RawCase,
@@ -41,7 +42,6 @@ from operators.dicom_input.volume import POSITION_TOLERANCE_MM, series_to_volume
 from operators.errors import PipelineError
 from operators.values import SeriesVolume
 
-READ_BUDGET_BYTES = 8 * 2**30
 SEG_MODALITY = "SEG"
 DEFAULT_LABELS = {0: "background", 1: "vessel"}
 

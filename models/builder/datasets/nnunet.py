@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from models.builder.datasets.cases import (
+    READ_BUDGET_BYTES,
     CaseProblem,
     DatasetLayoutError,
     RawCase,
@@ -40,8 +41,6 @@ from synthetic.case import Modality
 
 log = logging.getLogger(__name__)
 
-# Far above any angiogram; the appliance's own budget is a site setting, not known here.
-READ_BUDGET_BYTES = 8 * 2**30
 CHANNEL = "_0000"
 
 
