@@ -32,8 +32,11 @@ def values(name: str) -> dict[str, Any]:
     return helm.values_from_yaml(VALUES_FILES[name].read_text())
 
 
-def render(overrides: dict[str, Any]) -> list[dict[str, Any]]:
-    rendered = helm.render(CHART, overrides, name=RELEASE, namespace=NAMESPACE)
+def render(
+    overrides: dict[str, Any], release: str = RELEASE, namespace: str = NAMESPACE
+) -> list[dict[str, Any]]:
+    """The chart's manifests for ``overrides`` (NOTES.txt left out)."""
+    rendered = helm.render(CHART, overrides, name=release, namespace=namespace)
     docs = []
     for template, text in sorted(rendered.items()):
         if template.endswith("NOTES.txt"):

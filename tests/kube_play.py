@@ -39,22 +39,14 @@ from typing import Any
 
 import yaml
 
-from bundle import helm
-
-REPO = Path(__file__).resolve().parents[1]
-CHART = REPO / "helm" / "minivess"
+from tests import helm_support
 
 Doc = dict[str, Any]
 
 
 def render(values: dict[str, Any], release: str, namespace: str = "kube-play") -> list[Doc]:
     """The chart's manifests (NOTES.txt left out) for ``values``."""
-    rendered = helm.render(CHART, values, name=release, namespace=namespace)
-    docs: list[Doc] = []
-    for template, text in sorted(rendered.items()):
-        if not template.endswith("NOTES.txt"):
-            docs += [doc for doc in yaml.safe_load_all(text) if doc]
-    return docs
+    return helm_support.render(values, release, namespace)
 
 
 def of_kind(docs: list[Doc], kind: str) -> list[Doc]:
