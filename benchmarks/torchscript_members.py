@@ -27,6 +27,9 @@ from models.builder.config import SHIPPED
 from models.builder.train import build_network
 from models.manifest import MANIFEST_NAME, read_manifest
 
+# The benchmarks' studies are CT: only the members run on CT are copied.
+BENCHMARK_MODALITY = "CT"
+
 
 class IjkToKji(torch.nn.Module):
     def __init__(self, network: torch.nn.Module) -> None:
@@ -72,7 +75,7 @@ def export_members(model_dir: Path, out_dir: Path, monai_order: bool = True) -> 
     recipes = {recipe.name: recipe for recipe in SHIPPED.members}
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for member in manifest.members:
+    for member in manifest.members_for(BENCHMARK_MODALITY):
         network = build_network(recipes[member.name])
         network.load_state_dict(weights_from_onnx(network, model_dir / member.file))
         wrapped = IjkToKji(network.eval()) if monai_order else network.eval()
@@ -116,7 +119,7 @@ def plain_members(model_dir: Path, out_dir: Path) -> list[Path]:
             "spacing": list(member.input_spacing_mm),
             "normalisation": member.normalisation.model_dump(mode="json"),
         }
-        for member in manifest.members
+        for member in manifest.members_for(BENCHMARK_MODALITY)
     ]
     (out_dir / "members.json").write_text(json.dumps({"members": described}, indent=2))
     return written

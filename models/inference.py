@@ -270,7 +270,7 @@ def ensemble_probabilities(
     modality: str = "",
     tallies: dict[str, WindowTally] | None = None,
 ) -> np.ndarray:
-    """Stack of member probabilities, shape (members, z, y, x), float32.
+    """Stack of the probabilities of the members run on ``modality``, (members, z, y, x).
 
     ``modality`` is the DICOM Modality ("CT", "MR"; "" for a NIfTI input, inferred from
     the values). Members sharing a spacing and normalisation share one prepared input
@@ -280,13 +280,14 @@ def ensemble_probabilities(
     """
     settings = settings or SlidingWindowSettings()
     modality = resolve_modality(modality, image)
-    stacked = np.empty((len(ensemble.members), *image.shape), dtype=np.float32)
+    members = ensemble.members_for(modality)
+    stacked = np.empty((len(members), *image.shape), dtype=np.float32)
     prepared: dict[tuple[Spacing, Normalisation], np.ndarray] = {}
     bright: dict[tuple[Spacing, Normalisation], np.ndarray] = {}
-    keys = [(m.member.input_spacing_mm, m.member.normalisation) for m in ensemble.members]
+    keys = [(m.member.input_spacing_mm, m.member.normalisation) for m in members]
     last_use = {key: index for index, key in enumerate(keys)}
     reference: float | None = None
-    for index, loaded in enumerate(ensemble.members):
+    for index, loaded in enumerate(members):
         member = loaded.member
         started = time.perf_counter()
         key = keys[index]

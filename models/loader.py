@@ -1,4 +1,4 @@
-"""Load the ensemble: verify every member file against the manifest, then open sessions.
+"""Load the ensemble: verify every member file against the manifest; sessions open on use.
 
 Nothing is handed to ONNX Runtime before its bytes have been hashed and matched against
 the manifest (a non-negotiable of the product): a missing, truncated or altered file stops
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,11 +97,39 @@ def choose_providers(
     return chosen
 
 
-@dataclass(frozen=True)
 class LoadedMember:
-    member: Member
-    session: ort.InferenceSession
-    input_name: str
+    """A verified member; its ONNX Runtime session is opened on first use.
+
+    A study runs only the members of its modality (``LoadedEnsemble.members_for``), so a
+    process that never sees an MR study never pays for opening the MR members.
+    """
+
+    def __init__(
+        self, member: Member, content: bytes, open_session: Callable[[bytes], ort.InferenceSession]
+    ) -> None:
+        self.member = member
+        self._content: bytes | None = content
+        self._open_session = open_session
+        self._session: ort.InferenceSession | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        with self._lock:
+            if self._session is None:
+                assert self._content is not None
+                self._session = self._open_session(self._content)
+                self._content = None  # the session holds the network now
+            return self._session
+
+    @property
+    def is_open(self) -> bool:
+        """Whether its session has been opened (a study of its modality was run)."""
+        return self._session is not None
+
+    @property
+    def input_name(self) -> str:
+        return str(self.session.get_inputs()[0].name)
 
 
 @dataclass(frozen=True)
@@ -109,6 +138,11 @@ class LoadedEnsemble:
     manifest: EnsembleManifest
     members: tuple[LoadedMember, ...]
     providers: tuple[str, ...]
+
+    def members_for(self, modality: str) -> tuple[LoadedMember, ...]:
+        """The loaded members run on ``modality`` studies (``EnsembleManifest.members_for``)."""
+        names = {m.name for m in self.manifest.members_for(modality)}
+        return tuple(m for m in self.members if m.member.name in names)
 
 
 def provider_entries(
@@ -150,16 +184,19 @@ def load_ensemble(
     threads: int | None = None,
     bf16: bool = False,
 ) -> LoadedEnsemble:
-    """Read the manifest, verify *all* members, then create one session per member."""
+    """Read the manifest and verify *all* members; each session opens on first use."""
     manifest = read_manifest(model_dir)
     # Verify everything first so a bad last member fails before any session is created.
     contents = [read_verified(model_dir, member) for member in manifest.members]
     chosen = choose_providers(providers)
     options = session_options(threads)
-    loaded = []
-    for member, content in zip(manifest.members, contents, strict=True):
-        session = ort.InferenceSession(
-            content, sess_options=options, providers=provider_entries(chosen, threads, bf16)
-        )
-        loaded.append(LoadedMember(member, session, session.get_inputs()[0].name))
-    return LoadedEnsemble(model_dir, manifest, tuple(loaded), tuple(chosen))
+    entries = provider_entries(chosen, threads, bf16)
+
+    def open_session(content: bytes) -> ort.InferenceSession:
+        return ort.InferenceSession(content, sess_options=options, providers=entries)
+
+    loaded = tuple(
+        LoadedMember(member, content, open_session)
+        for member, content in zip(manifest.members, contents, strict=True)
+    )
+    return LoadedEnsemble(model_dir, manifest, loaded, tuple(chosen))

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+ModalityCode = Literal["CT", "MR"]
 
 
 class _Strict(BaseModel):
@@ -68,6 +69,12 @@ class Member(_Strict):
     metrics: dict[str, SegmentationMetrics] = Field(description="by modality (CT, MR)")
     cpu_ms_per_window: float | None = Field(
         default=None, description="median ONNX Runtime CPU time of one window, build machine"
+    )
+    modalities: tuple[ModalityCode, ...] = Field(
+        default=("CT", "MR"), min_length=1, description="the studies the appliance runs it on"
+    )
+    training_modalities: tuple[ModalityCode, ...] = Field(
+        default=("CT", "MR"), min_length=1, description="the training studies it learnt from"
     )
 
     @field_validator("sha256")
@@ -336,6 +343,16 @@ class EnsembleManifest(_Strict):
             if len(set(values)) != len(values):
                 raise ValueError(f"member {attribute}s must be unique, got {values}")
         return self
+
+    def members_for(self, modality: str) -> tuple[Member, ...]:
+        """The members run on ``modality`` studies, in manifest order, or ``ValueError``."""
+        chosen = tuple(m for m in self.members if modality in m.modalities)
+        if not chosen:
+            raise ValueError(
+                f"{self.name} {self.version} has no member for {modality} studies "
+                f"(its members run on {sorted({x for m in self.members for x in m.modalities})})"
+            )
+        return chosen
 
 
 MANIFEST_NAME = "manifest.json"

@@ -37,9 +37,12 @@ def _manifest_json() -> dict:
 def test_shipped_manifest_is_valid_and_meets_the_quality_bar() -> None:
     manifest = read_manifest(SHIPPED)
     architectures = {member.architecture for member in manifest.members}
-    assert len(manifest.members) >= 3
     assert len(architectures) >= 2
-    assert len({member.seed for member in manifest.members}) == len(manifest.members)
+    for modality in ("CT", "MR"):  # the members a study runs differ by network and seed
+        members = manifest.members_for(modality)
+        assert len(members) >= 3
+        assert len({member.seed for member in members}) == len(members)
+        assert len({member.architecture for member in members}) >= 2
     # Issue 11's goal is Dice >= 0.85 for both; CT meets it. MR does not yet (0.76 with the
     # MR mask rules: faint lumens missed, fat touching vessels kept, model card "Limits"):
     # its floor guards against regression.

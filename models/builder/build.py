@@ -34,6 +34,7 @@ from models.builder.evaluate import (
     robustness_table,
     run_studies,
     segmentation_metrics,
+    serving,
     shift_suite,
     voxel_calibration,
 )
@@ -207,6 +208,7 @@ def reevaluate(recipe: BuildRecipe, data_dir: Path, out_dir: Path) -> EnsembleMa
             tuple(member.input_spacing_mm),
             tuple(member.patch_size),
             member.training_iterations,
+            tuple(member.training_modalities),
         ) != (
             member_recipe.architecture,
             member_recipe.architecture_params,
@@ -214,6 +216,7 @@ def reevaluate(recipe: BuildRecipe, data_dir: Path, out_dir: Path) -> EnsembleMa
             tuple(member_recipe.input_spacing_mm),
             tuple(member_recipe.patch_size),
             member_recipe.iterations,
+            tuple(member_recipe.training_modalities),
         ):
             raise ValueError(
                 f"member {member_recipe.name!r} of the recipe is not the one in {out_dir}: "
@@ -279,9 +282,10 @@ def _evaluate(
     ]
     for index, member_recipe in enumerate(recipe.members):
         destination = out_dir / f"{member_recipe.name}.onnx"
-        single = [
-            overlap(case, stack[index] >= 0.5)
+        single = [  # this member alone, on the test studies it is run on
+            overlap(case, stack[serving(recipe.members, case.modality.value).index(index)] >= 0.5)
             for case, stack in zip(test_cases, test_members, strict=True)
+            if case.modality.value in member_recipe.modalities
         ]
         members.append(
             Member(
@@ -297,6 +301,8 @@ def _evaluate(
                 normalisation=member_recipe.normalisation,
                 onnx_opset=recipe.onnx_opset,
                 training_iterations=member_recipe.iterations,
+                modalities=member_recipe.modalities,
+                training_modalities=member_recipe.training_modalities,
                 metrics=segmentation_metrics(single),
                 cpu_ms_per_window=(
                     cpu_ms[member_recipe.name]

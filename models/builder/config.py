@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.manifest import LumenGrowth, Normalisation
+from models.manifest import LumenGrowth, ModalityCode, Normalisation
 
 
 class AugmentationRecipe(BaseModel):
@@ -30,6 +30,12 @@ class AugmentationRecipe(BaseModel):
 
 
 class MemberRecipe(BaseModel):
+    """One member: its network, its training, and the studies it is run on.
+
+    ``modalities``: the studies the appliance runs it on; ``training_modalities``: the
+    training studies it learns from (``models.builder.members``).
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -44,6 +50,8 @@ class MemberRecipe(BaseModel):
     foreground_fraction: float = Field(default=0.7, ge=0.0, le=1.0)
     normalisation: Normalisation = Normalisation()
     augmentation: AugmentationRecipe = AugmentationRecipe()
+    modalities: tuple[ModalityCode, ...] = Field(default=("CT", "MR"), min_length=1)
+    training_modalities: tuple[ModalityCode, ...] = Field(default=("CT", "MR"), min_length=1)
 
 
 class SiteDataRecipe(BaseModel):

@@ -85,12 +85,24 @@ class CalibrationVoxels:
         return np.concatenate(self.probability), np.concatenate(self.label)
 
 
+def serving(recipes: Sequence[MemberRecipe], modality: str) -> list[int]:
+    """Indices of the recipes' members run on ``modality`` studies."""
+    chosen = [i for i, recipe in enumerate(recipes) if modality in recipe.modalities]
+    if not chosen:
+        raise ValueError(f"no member of the recipe runs on {modality} studies")
+    return chosen
+
+
 def predict_members(
     case: LoadedCase, sessions: list[ort.InferenceSession], recipes: tuple[MemberRecipe, ...]
 ) -> np.ndarray:
-    """(members, z, y, x) vessel probabilities of ``case`` on its own grid."""
+    """(members, z, y, x) vessel probabilities of ``case`` on its own grid.
+
+    Only the members run on the case's modality, in recipe order (``serving``).
+    """
     stack = []
-    for session, recipe in zip(sessions, recipes, strict=True):
+    for index in serving(recipes, case.modality.value):
+        session, recipe = sessions[index], recipes[index]
 
         def predict(batch: np.ndarray, s: ort.InferenceSession = session) -> np.ndarray:
             return np.asarray(s.run(None, {"image": batch})[0])

@@ -42,6 +42,18 @@ def train_and_export(
     fine_tune: SitePlan | None = None,
     tracker: Tracker | None = None,
 ) -> list[ort.InferenceSession]:
+    by_member = {
+        m.name: [c for c in train_cases if c.modality.value in m.training_modalities]
+        for m in recipe.members
+    }
+    for member_recipe in recipe.members:  # before any member trains: fail fast
+        if not by_member[member_recipe.name]:
+            raise ValueError(
+                f"member {member_recipe.name} trains on "
+                f"{'+'.join(member_recipe.training_modalities)} studies, but the training data "
+                "holds none (a site build needs synthetic studies of that modality: "
+                "synthetic_share > 0)"
+            )
     sessions = []
     for member_recipe in recipe.members:
         checkpoint = work_dir / f"{member_recipe.name}.pt"
@@ -67,7 +79,7 @@ def train_and_export(
         else:
             on_loss, flush = tracker.loss_logger(member_recipe.name) if tracker else (None, None)
             network = train_member(
-                train_cases,
+                by_member[member_recipe.name],
                 member_recipe,
                 recipe.torch_threads,
                 initial_state=fine_tune.initial_states.get(member_recipe.name)

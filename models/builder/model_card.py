@@ -168,19 +168,23 @@ def render_card(manifest: EnsembleManifest) -> str:
         *_site_lines(manifest),
         "",
         "## Members",
-        "| member | architecture | patch | spacing mm | iterations | Dice CT | Dice MR "
-        "| CPU ms / window |",
-        "|---|---|---|---|---|---|---|---|",
+        "| member | runs on | trained on | architecture | patch | spacing mm | iterations "
+        "| Dice CT | Dice MR | CPU ms / window |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in manifest.members:
         ms = "n/a" if m.cpu_ms_per_window is None else f"{m.cpu_ms_per_window:.0f}"
+        dice = {k: f"{v.dice:.3f}" for k, v in m.metrics.items()}
         lines.append(
-            f"| {m.name} | {m.architecture} | {'x'.join(map(str, m.patch_size))} | "
+            f"| {m.name} | {'+'.join(m.modalities)} | {'+'.join(m.training_modalities)} | "
+            f"{m.architecture} | {'x'.join(map(str, m.patch_size))} | "
             f"{m.input_spacing_mm[0]:g} | {m.training_iterations} | "
-            f"{m.metrics['CT'].dice:.3f} | {m.metrics['MR'].dice:.3f} | {ms} |"
+            f"{dice.get('CT', '-')} | {dice.get('MR', '-')} | {ms} |"
         )
     lines += [
         "",
+        'A study runs on the members whose "runs on" names its modality; a member\'s Dice '
+        "is its own, on the locked test studies it runs on.",
         "CPU milliseconds are ONNX Runtime (CPU provider, 2 threads) on the build machine, "
         "one 1-window batch, median of 5: a guide to relative cost, not a benchmark.",
         "Normalisation (every member): CT `(HU - 40) / 400` clipped to [-2.6, 5]; MR "

@@ -98,7 +98,8 @@ def segmentation_result(
     """Fuse members and compute the uncertainty maps, study score and review flag.
 
     The fused probability is temperature-scaled (``calibration.temperature``; the 0.5 cut
-    and so the mask are unchanged), the study score is the one the manifest names. In MR
+    and so the mask are unchanged), the study score is the one the manifest names.
+    ``member_probabilities`` are those of the members run on ``modality``. In MR
     the mask loses the faint components and grows into the bright lumen, as the manifest's
     rules say (:mod:`models.lumen_growth`; ``image`` is the study on the same grid); the
     probability and uncertainty maps keep what the members said.
@@ -106,11 +107,12 @@ def segmentation_result(
     manifest = ensemble.manifest
     calibration = manifest.calibration
     threshold = manifest.probability_threshold
-    weights = [member.weight for member in manifest.members]
+    modality = resolve_modality(modality, image)
+    members = manifest.members_for(modality)
+    weights = [member.weight for member in members]
     maps = voxel_maps(
         member_probabilities, fusion or manifest.fusion, weights, threshold, calibration.temperature
     )
-    modality = resolve_modality(modality, image)
     rules = MrMaskRules(calibration.mr_faint_component_ratio, calibration.mr_lumen_growth)
     if modality == "MR" and rules.growth is not None:
         # The rule reads the fused probability before temperature scaling, as chosen.
@@ -131,7 +133,7 @@ def segmentation_result(
         ood_threshold=calibration.ood_threshold,
         model_name=manifest.name,
         model_version=manifest.version,
-        member_names=tuple(member.name for member in manifest.members),
+        member_names=tuple(member.name for member in members),
         faint_components_dropped=dropped.components,
         faint_voxels_dropped=dropped.voxels,
         lumen_voxels_grown=grown,
