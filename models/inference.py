@@ -117,12 +117,17 @@ def _blend(
     for neighbour in np.argwhere(near_run & ~grid):
         z, y, x = corner(neighbour)
         weight[z : z + pz, y : y + py, x : x + px] += importance
+    # One batch buffer and in-place products: a window's temporaries would cost as much
+    # memory traffic as its accumulation.
+    batch = np.empty((settings.batch_size, 1, pz, py, px), dtype=padded.dtype)
     for first in range(0, len(run), settings.batch_size):
         batch_corners = run[first : first + settings.batch_size]
-        batch = np.stack([padded[z : z + pz, y : y + py, x : x + px] for z, y, x in batch_corners])
-        probability = _vessel_probability(predict, batch[:, None], settings.flips)
+        for slot, (z, y, x) in enumerate(batch_corners):
+            batch[slot, 0] = padded[z : z + pz, y : y + py, x : x + px]
+        probability = _vessel_probability(predict, batch[: len(batch_corners)], settings.flips)
         for (z, y, x), prob in zip(batch_corners, probability, strict=True):
-            accum[z : z + pz, y : y + py, x : x + px] += prob * importance
+            prob *= importance
+            accum[z : z + pz, y : y + py, x : x + px] += prob
             weight[z : z + pz, y : y + py, x : x + px] += importance
     boxes = _run_boxes(run, patch, volume.shape)
     blended = np.zeros(volume.shape, dtype=np.float32)
@@ -203,7 +208,9 @@ def _vessel_probability(
 def _softmax_vessel(logits: np.ndarray) -> np.ndarray:
     # Two classes: softmax of the vessel channel is the sigmoid of the logit difference.
     difference = (logits[:, 1] - logits[:, 0]).astype(np.float32)
-    return (1.0 / (1.0 + np.exp(-difference))).astype(np.float32)
+    # exp overflows to inf below a difference of about -88, which gives exactly 0: right.
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-difference))).astype(np.float32)
 
 
 def onnx_predictor(loaded: LoadedMember) -> Predictor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -68,6 +70,16 @@ def test_flips_are_undone() -> None:
     settings = SlidingWindowSettings(flips=((0,), (1,), (2,)))
     result = sliding_window_probability(_pointwise, volume, (16, 16, 16), settings)
     np.testing.assert_allclose(result, 1 / (1 + np.exp(-volume)), atol=1e-6)
+
+
+def test_confident_background_gives_probability_zero_without_a_warning() -> None:
+    # A logit difference below about -88 overflows exp in float32; the probability is 0.
+    volume = np.full((16, 16, 16), -500.0, dtype=np.float32)
+    volume[8, 8, 8] = 500.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = sliding_window_probability(_pointwise, volume, (8, 8, 8), SlidingWindowSettings())
+    assert result[8, 8, 8] == 1.0 and result.sum() == 1.0
 
 
 def test_resampling_round_trip_keeps_positions() -> None:
