@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from models.builder.config import SMOKE
+from models.builder.config import SHIPPED, SMOKE
 from models.builder.members import train_and_export
 from models.inference import ensemble_probabilities
 from models.loader import LoadedEnsemble, load_ensemble
@@ -89,3 +89,18 @@ def test_a_member_without_training_studies_of_its_modality_stops_the_build(
     with pytest.raises(ValueError, match="trains on MR studies, but the training data holds none"):
         train_and_export(recipe, cases, "0" * 64, cases, tmp_path, tmp_path, False)
     assert not list(tmp_path.glob("*.pt"))  # refused before any member trained
+
+
+@pytest.mark.requirement("SRS-093")
+def test_the_shipped_ensemble_runs_mr_on_members_trained_on_mr_alone() -> None:
+    manifest = read_manifest(MODELS)
+    assert [m.name for m in manifest.members_for("CT")] == ["unet-a", "segresnet-b", "unet-c"]
+    mr = manifest.members_for("MR")
+    assert [m.name for m in mr] == ["unet-a-mr", "segresnet-b-mr", "unet-c-mr"]
+    assert all(m.training_modalities == ("MR",) for m in mr)
+    # The recipe that builds it says the same, member for member.
+    assert [(m.name, m.modalities, m.training_modalities) for m in SHIPPED.members] == [
+        (m.name, m.modalities, m.training_modalities) for m in manifest.members
+    ]
+    # A member's Dice is measured on the modalities it runs on, and only there.
+    assert all(set(m.metrics) == set(m.modalities) for m in manifest.members)
