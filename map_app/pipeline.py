@@ -49,11 +49,17 @@ def resolve_model_dir(path: Path) -> Path:
     return path
 
 
-def load_verified_ensemble(model_dir: Path, config: AppConfig) -> LoadedEnsemble:
-    """The ensemble, every file checked against the manifest, or ``ModelLoadError``."""
+def load_verified_ensemble(
+    model_dir: Path, config: AppConfig, open_sessions: bool = False
+) -> LoadedEnsemble:
+    """The ensemble, every file checked against the manifest, or ``ModelLoadError``.
+
+    ``open_sessions``: open every member's session now; otherwise each opens with the first
+    study of its modality.
+    """
     model_dir = resolve_model_dir(model_dir)
     try:
-        return load_ensemble(model_dir, config.providers, config.threads, config.bf16)
+        ensemble = load_ensemble(model_dir, config.providers, config.threads, config.bf16)
     except ModelIntegrityError as error:
         raise ModelLoadError(str(error)) from error
     except FileNotFoundError as error:
@@ -66,6 +72,14 @@ def load_verified_ensemble(model_dir: Path, config: AppConfig) -> LoadedEnsemble
         ) from error
     except ValueError as error:  # e.g. an execution provider that is not available
         raise ModelLoadError(str(error)) from error
+    if open_sessions:
+        try:
+            ensemble.open_sessions()
+        except Exception as error:  # ONNX Runtime's errors derive from Exception alone
+            raise ModelLoadError(
+                f"ONNX Runtime could not open the members of {model_dir}: {error}"
+            ) from error
+    return ensemble
 
 
 def _now() -> str:
@@ -82,8 +96,14 @@ def input_kind(path: Path) -> str:
 
 class Pipeline:
     def __init__(
-        self, model_dir: Path, config: AppConfig | None = None, audit_log: AuditLog | None = None
+        self,
+        model_dir: Path,
+        config: AppConfig | None = None,
+        audit_log: AuditLog | None = None,
+        open_sessions: bool = False,
     ) -> None:
+        """``open_sessions``: open every member now (the service, which must fail at start
+        and not at its first study); a one-shot run opens only its study's members."""
         self.config = config or AppConfig()
         self.audit_log = audit_log
         self.rules = (
@@ -91,7 +111,7 @@ class Pipeline:
             if self.config.selection_rules is not None
             else None
         )
-        self.ensemble = load_verified_ensemble(model_dir, self.config)
+        self.ensemble = load_verified_ensemble(model_dir, self.config, open_sessions)
         # The operator graph's scheduler is not re-entrant: one run at a time per pipeline.
         self._lock = threading.Lock()
 

@@ -139,6 +139,11 @@ class LoadedEnsemble:
     members: tuple[LoadedMember, ...]
     providers: tuple[str, ...]
 
+    def open_sessions(self) -> None:
+        """Open every member's session now, so that a failure shows at start."""
+        for loaded in self.members:
+            loaded.session  # noqa: B018  (the property opens it)
+
     def members_for(self, modality: str) -> tuple[LoadedMember, ...]:
         """The loaded members run on ``modality`` studies (``EnsembleManifest.members_for``)."""
         names = {m.name for m in self.manifest.members_for(modality)}

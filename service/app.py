@@ -50,7 +50,10 @@ def load_pipeline(settings: ServiceSettings, audit: AuditLog | None = None) -> R
     from map_app.pipeline import Pipeline
 
     return Pipeline(
-        Path(settings.model_dir), load_config(settings.pipeline_config), audit_log=audit
+        Path(settings.model_dir),
+        load_config(settings.pipeline_config),
+        audit_log=audit,
+        open_sessions=True,
     )
 
 

@@ -14,12 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from map_app.pipeline import Pipeline
 from models.builder.config import SHIPPED, SMOKE
 from models.builder.members import train_and_export
+from models.digest import sha256_file
 from models.inference import ensemble_probabilities
 from models.loader import LoadedEnsemble, load_ensemble
 from models.manifest import MANIFEST_NAME, read_manifest
 from models.screen import WindowTally
+from operators.errors import ModelLoadError
 from operators.segmentation.fusion import segmentation_result
 from synthetic.case import Modality, generate_case
 from synthetic.splits import LoadedCase
@@ -89,6 +92,21 @@ def test_a_member_without_training_studies_of_its_modality_stops_the_build(
     with pytest.raises(ValueError, match="trains on MR studies, but the training data holds none"):
         train_and_export(recipe, cases, "0" * 64, cases, tmp_path, tmp_path, False)
     assert not list(tmp_path.glob("*.pt"))  # refused before any member trained
+
+
+@pytest.mark.requirement("SRS-093")
+def test_the_service_opens_every_member_at_start_a_one_shot_run_none(routed: Path) -> None:
+    assert all(m.is_open for m in Pipeline(routed, open_sessions=True).ensemble.members)
+    assert not any(m.is_open for m in Pipeline(routed).ensemble.members)
+    # Bytes that match their manifest but are no network fail at start, not at a study.
+    victim = routed / "unet-c.onnx"
+    victim.write_bytes(b"not an onnx model")
+    document = json.loads((routed / MANIFEST_NAME).read_text())
+    entry = next(m for m in document["members"] if m["name"] == "unet-c")
+    entry["sha256"], entry["size_bytes"] = sha256_file(victim), victim.stat().st_size
+    (routed / MANIFEST_NAME).write_text(json.dumps(document))
+    with pytest.raises(ModelLoadError, match="could not open the members"):
+        Pipeline(routed, open_sessions=True)
 
 
 @pytest.mark.requirement("SRS-093")
