@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from map_app.pipeline import Pipeline
-from models.builder.config import SMOKE
+from models.builder.config import SHIPPED, SMOKE
 from models.builder.members import train_and_export
 from models.digest import sha256_file
 from models.inference import ensemble_probabilities
@@ -107,3 +107,18 @@ def test_the_service_opens_every_member_at_start_a_one_shot_run_none(routed: Pat
     (routed / MANIFEST_NAME).write_text(json.dumps(document))
     with pytest.raises(ModelLoadError, match="could not open the members"):
         Pipeline(routed, open_sessions=True)
+
+
+@pytest.mark.requirement("SRS-093")
+def test_the_shipped_ensemble_runs_mr_on_members_trained_on_mr_alone() -> None:
+    manifest = read_manifest(MODELS)
+    assert [m.name for m in manifest.members_for("CT")] == ["unet-a", "segresnet-b", "unet-c"]
+    mr = manifest.members_for("MR")
+    assert [m.name for m in mr] == ["unet-a-mr", "segresnet-b-mr", "unet-c-mr"]
+    assert all(m.training_modalities == ("MR",) for m in mr)
+    # The recipe that builds it says the same, member for member.
+    assert [(m.name, m.modalities, m.training_modalities) for m in SHIPPED.members] == [
+        (m.name, m.modalities, m.training_modalities) for m in manifest.members
+    ]
+    # A member's Dice is measured on the modalities it runs on, and only there.
+    assert all(set(m.metrics) == set(m.modalities) for m in manifest.members)
