@@ -1,9 +1,9 @@
 """Members by modality (issue 11): a study runs only the members its modality is given to.
 
 Each member's manifest entry names the modalities it runs on (``Member.modalities``,
-default both). The fixture is the shipped ensemble with its manifest re-routed: unet-a
-on CT only, segresnet-b on both, unet-c on MR only (the member files, and so their
-hashes, are unchanged).
+default both). The fixture is the shipped ensemble's three CT members with their manifest
+re-routed: unet-a on CT only, segresnet-b on both, unet-c on MR only (the member files,
+and so their hashes, are unchanged).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from models.builder.members import train_and_export
 from models.digest import sha256_file
 from models.inference import ensemble_probabilities
 from models.loader import LoadedEnsemble, load_ensemble
-from models.manifest import MANIFEST_NAME, read_manifest
+from models.manifest import MANIFEST_NAME, EnsembleManifest, read_manifest
 from models.screen import WindowTally
 from operators.errors import ModelLoadError
 from operators.segmentation.fusion import segmentation_result
@@ -34,8 +34,9 @@ ROUTES = {"unet-a": ["CT"], "segresnet-b": ["CT", "MR"], "unet-c": ["MR"]}
 @pytest.fixture
 def routed(tmp_path: Path) -> Path:
     folder = tmp_path / "ensemble"
-    shutil.copytree(MODELS, folder)
+    shutil.copytree(MODELS, folder, ignore=shutil.ignore_patterns("*-mr.onnx"))
     document = json.loads((folder / MANIFEST_NAME).read_text())
+    document["members"] = [m for m in document["members"] if m["name"] in ROUTES]
     for member in document["members"]:
         member["modalities"] = ROUTES[member["name"]]
     (folder / MANIFEST_NAME).write_text(json.dumps(document))
@@ -75,8 +76,12 @@ def test_a_modality_without_members_is_refused_by_name(routed: Path) -> None:
     assert [m.name for m in ct_only.members_for("CT")] == ["unet-a"]
     with pytest.raises(ValueError, match="has no member for MR studies"):
         ct_only.members_for("MR")
-    # Members of manifests written before the field run on both.
-    assert all(m.modalities == ("CT", "MR") for m in read_manifest(MODELS).members)
+    # Members of manifests written before the fields run on both and trained on both.
+    document = json.loads((routed / MANIFEST_NAME).read_text())
+    for member in document["members"]:
+        del member["modalities"], member["training_modalities"]
+    older = EnsembleManifest.model_validate(document)
+    assert all(m.modalities == m.training_modalities == ("CT", "MR") for m in older.members)
 
 
 @pytest.mark.requirement("SRS-093")

@@ -43,11 +43,11 @@ def test_shipped_manifest_is_valid_and_meets_the_quality_bar() -> None:
         assert len(members) >= 3
         assert len({member.seed for member in members}) == len(members)
         assert len({member.architecture for member in members}) >= 2
-    # Issue 11's goal is Dice >= 0.85 for both; CT meets it. MR does not yet (0.76 with the
-    # MR mask rules: faint lumens missed, fat touching vessels kept, model card "Limits"):
-    # its floor guards against regression.
+    # Issue 11's goal is Dice >= 0.85 for both; CT meets it. MR does not yet (0.78 with the
+    # MR-only members and the MR mask rules: faint lumens missed, fat touching vessels kept,
+    # model card "Limits"): its floor guards against regression.
     assert manifest.ensemble_metrics["CT"].dice >= 0.85
-    assert manifest.ensemble_metrics["MR"].dice >= 0.75
+    assert manifest.ensemble_metrics["MR"].dice >= 0.77
     assert all(member.onnx_opset >= 17 for member in manifest.members)
     assert all(member.normalisation.method == "modality_window" for member in manifest.members)
 
