@@ -166,6 +166,12 @@ class BuildRecipe(BaseModel):
 # files reused checkpoints (--reuse-checkpoints): the CT ones taken from the 2.2.0 ONNX
 # files, the MR ones from an interrupted build's exports of this recipe; each re-exported
 # to the same bytes as the file it came from.
+# Tried and dropped, a full build (3.1.0 trial, not shipped; code on branch faint-lumen):
+# the MR members trained with 30 % of their patches' lumens faded to 2-3x the tissue
+# (label-aware, log-scale noise added back). Validation MR Dice 0.9052 -> 0.8603, test
+# 0.7821 -> 0.7424, low contrast at moderate severity 0.370 -> 0.334; nearly every MR
+# family fell. Not diagnosed; the fade also darkens bright tissue within two voxels of a
+# vessel, which no scanner does.
 
 
 def _specialist(member: MemberRecipe, modality: ModalityCode) -> MemberRecipe:
