@@ -35,7 +35,7 @@ import numpy as np
 
 from benchmarks.quiet import Quietness, Watch, idle_at_start, load_per_core
 from benchmarks.roofline import ensemble_flops, matmul_peaks
-from benchmarks.torchscript_members import export_members
+from benchmarks.torchscript_members import BENCHMARK_MODALITY, export_members
 from containers.wheelhouse import find_uv
 from map_app.demo import seg_mask_in_slice_order
 from map_app.stack import raise_stack_limit
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     export_members(ROOT / "models" / "ensemble", models)
     print(f"machine: {machine()}; load/core before the benchmark started {load:.2f}"
           f"{'' if quiet else ' (NOT QUIET: something else is running)'}")  # fmt: skip
-    flops = ensemble_flops(ROOT / "models" / "ensemble")
+    flops = ensemble_flops(ROOT / "models" / "ensemble", BENCHMARK_MODALITY)
     peaks = matmul_peaks(threads=os.cpu_count() or 1)
     print(f"matmul peak ({os.cpu_count()} threads, 2048^2, median of 5): "
           f"fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s")  # fmt: skip

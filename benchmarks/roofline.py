@@ -109,11 +109,12 @@ def matmul_peak(dtype: str, threads: int, size: int = 2048, repeats: int = 5) ->
     return 2.0 * size**3 / statistics.median(times) / 1e9
 
 
-def ensemble_flops(model_dir: Path) -> dict[str, float]:
-    """FLOPs per window of every member of the ensemble in ``model_dir``, by name."""
+def ensemble_flops(model_dir: Path, modality: str | None = None) -> dict[str, float]:
+    """FLOPs per window of the members in ``model_dir`` (those ``modality`` runs), by name."""
+    manifest = read_manifest(model_dir)
+    members = manifest.members_for(modality) if modality else manifest.members
     return {
-        member.name: member_flops(model_dir / member.file, member.patch_size)
-        for member in read_manifest(model_dir).members
+        member.name: member_flops(model_dir / member.file, member.patch_size) for member in members
     }
 
 
