@@ -188,7 +188,11 @@ def test_console_in_chromium_shows_the_job_its_pictures_and_resends_the_export(
         before = service.journal.get(dead_job.job_id)
         assert before is not None and before.finished_at is not None
         browser.find_element(By.CSS_SELECTOR, "button.resend").click()
-        notice = browser.find_element(By.CSS_SELECTOR, ".notice").text
+        # The click posts a form; the page with the notice may not have loaded yet.
+        notices = wait_for(
+            lambda: browser.find_elements(By.CSS_SELECTOR, ".notice"), 20, "the re-send notice"
+        )
+        notice = notices[0].text
         assert "Export re-triggered" in notice
 
         def tried_again() -> Any:
