@@ -161,11 +161,13 @@ class BuildRecipe(BaseModel):
 # third of the studies with vessels in part of the field only), which had lowered MR in
 # its full build (0.6854 vs 0.7027); the 3.0.0 specialists train on the 2.0.0 split.
 # Built (the manifest has the figures): MR test Dice up, CT unchanged, every failure still
-# flagged. Six members train in about twice the 55 minutes of three: `make models` now
-# takes about two hours on 2 cores, over issue 11's ~90. The build that made the shipped
-# files reused checkpoints (--reuse-checkpoints): the CT ones taken from the 2.2.0 ONNX
-# files, the MR ones from an interrupted build's exports of this recipe; each re-exported
-# to the same bytes as the file it came from.
+# flagged. Measured on 2 cores (the 3.1.0 trial below, same networks): the three MR
+# members trained in 40 minutes (unet-a-mr 15, segresnet-b-mr 15, unet-c-mr 9), the
+# evaluation took 12. With the three CT members (not timed; the same networks and
+# iterations) `make models` should take about 95 minutes, around issue 11's ~90. The build
+# that made the shipped files reused checkpoints (--reuse-checkpoints): the CT ones taken
+# from the 2.2.0 ONNX files, the MR ones from an interrupted build's exports of this
+# recipe; each re-exported to the same bytes as the file it came from.
 # Tried and dropped, a full build (3.1.0 trial, not shipped; code on branch faint-lumen):
 # the MR members trained with 30 % of their patches' lumens faded to 2-3x the tissue
 # (label-aware, log-scale noise added back). Validation MR Dice 0.9052 -> 0.8603, test
