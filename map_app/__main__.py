@@ -10,6 +10,7 @@ are listed in ``operators/errors.py`` (0 success, 2 usage, 10-15 input, 20 model
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
@@ -138,6 +139,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_without_teardown(code: int) -> None:
+    """Run the exit handlers, flush, and end the process without the interpreter's teardown.
+
+    A batch job imports ~1,300 modules (Holoscan, OpenVINO, pydicom, highdicom's tables of
+    the standard); freeing their objects one by one at exit took 0.5 s of a 7 s small-study
+    run on the benchmark machine, for memory the kernel reclaims at once. Nothing is lost:
+    every output (SEG, Parametric Map, SR, report.json, audit record) is written and
+    fsynced before ``main`` returns, the exit handlers (logging's flush among them) still
+    run, and the process starts no thread of its own that could still be working.
+    """
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     ensure_holoscan_stack("map_app")
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -130,11 +130,13 @@ def _blend(
             accum[z : z + pz, y : y + py, x : x + px] += prob
             weight[z : z + pz, y : y + py, x : x + px] += importance
     boxes = _run_boxes(run, patch, volume.shape)
-    blended = np.zeros(volume.shape, dtype=np.float32)
+    # Divided in place: outside the boxes no run window reached and accum is already 0.
     for box in boxes:
         # A box may hold voxels no window reached (weight 0, accum 0): those stay 0.
-        np.divide(accum[box], np.maximum(weight[box], 1e-12), out=blended[box])
-    return blended, boxes
+        np.maximum(weight[box], 1e-12, out=weight[box])
+        np.divide(accum[box], weight[box], out=accum[box])
+        weight[box] = 1.0  # boxes may overlap: a second division must leave the value
+    return accum[: volume.shape[0], : volume.shape[1], : volume.shape[2]], boxes
 
 
 def sliding_window_probability(

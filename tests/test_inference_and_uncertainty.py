@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from models.inference import (
     SlidingWindowSettings,
+    _run_boxes,
     back_to_native,
     fuse,
     sliding_window_probability,
@@ -18,7 +19,7 @@ from models.manifest import Normalisation
 from models.resampling import resample, resample_box, resampled_shape
 from models.screen import WindowScreen, WindowTally, brightness, lumen_floor
 from models.uncertainty import binary_entropy, study_uncertainty_score, voxel_uncertainty
-from models.windows import gaussian_importance
+from models.windows import gaussian_importance, window_starts
 
 
 def _pointwise(batch: np.ndarray) -> np.ndarray:
@@ -126,16 +127,10 @@ def test_separable_resampling_is_scipys_trilinear(source, target) -> None:
     np.testing.assert_allclose(resample_box(volume, source, target, box), expected[box], atol=1e-6)
 
 
-def test_sparse_blending_and_return_equal_the_whole_volume_computation() -> None:
-    """Skipped windows far from run ones are not accumulated; the result is the same."""
-    rng = np.random.default_rng(6)
-    volume = rng.normal(0.0, 0.02, size=(40, 70, 64)).astype(np.float32)
-    volume[20:24, 50:54, 30:50] = 0.7
-    patch, settings = (16, 16, 16), SlidingWindowSettings(overlap=0.25, screen=True)
-    screen = WindowScreen(brightness(volume), lumen_floor(Normalisation(), "CT"))
-    result = sliding_window_probability(_pointwise, volume, patch, settings, screen)
-    # The whole-volume definition: every window adds its weight, run ones their probability.
-    importance = gaussian_importance(patch, settings.sigma_scale)
+def _whole_volume_blend(volume: np.ndarray, screen: WindowScreen) -> np.ndarray:
+    """The definition, on a (40, 70, 64) volume in 16^3 windows at overlap 0.25: every
+    window adds its weight everywhere, the run ones their probability."""
+    importance = gaussian_importance((16, 16, 16), SlidingWindowSettings().sigma_scale)
     accum, weight = np.zeros_like(volume), np.zeros_like(volume)
     starts = [
         range(0, 40 - 16 + 1, 12),
@@ -149,7 +144,18 @@ def test_sparse_blending_and_return_equal_the_whole_volume_computation() -> None
                 weight[window] += importance
                 if screen.may_hold_lumen(window):
                     accum[window] += importance / (1 + np.exp(-volume[window]))
-    np.testing.assert_allclose(result, accum / weight, atol=1e-6)
+    return accum / weight
+
+
+def test_sparse_blending_and_return_equal_the_whole_volume_computation() -> None:
+    """Skipped windows far from run ones are not accumulated; the result is the same."""
+    rng = np.random.default_rng(6)
+    volume = rng.normal(0.0, 0.02, size=(40, 70, 64)).astype(np.float32)
+    volume[20:24, 50:54, 30:50] = 0.7
+    patch, settings = (16, 16, 16), SlidingWindowSettings(overlap=0.25, screen=True)
+    screen = WindowScreen(brightness(volume), lumen_floor(Normalisation(), "CT"))
+    result = sliding_window_probability(_pointwise, volume, patch, settings, screen)
+    np.testing.assert_allclose(result, _whole_volume_blend(volume, screen), atol=1e-6)
     source, native = (0.6, 0.6, 0.6), (1.0, 0.5, 0.5)
     shape = (25, 85, 77)
     boxes = [(slice(12, 40), slice(36, 70), slice(24, 64))]  # where ``result`` is not 0
@@ -161,6 +167,45 @@ def test_sparse_blending_and_return_equal_the_whole_volume_computation() -> None
         _scipy_trilinear(result, source, native, shape),
         atol=1e-6,
     )
+
+
+def test_overlapping_run_boxes_are_divided_once() -> None:
+    """Scattered lumens give run boxes that overlap; each voxel is still divided once."""
+    rng = np.random.default_rng(6)
+    volume = rng.normal(0.0, 0.02, size=(40, 70, 64)).astype(np.float32)
+    for lumen in [
+        np.s_[20:24, 50:54, 30:50],
+        np.s_[2:4, 2:4, 2:40],
+        np.s_[30:32, 10:12, 50:60],
+        np.s_[10:12, 30:32, 5:8],
+    ]:
+        volume[lumen] = 0.7
+    settings = SlidingWindowSettings(overlap=0.25, screen=True)
+    screen = WindowScreen(brightness(volume), lumen_floor(Normalisation(), "CT"))
+    starts = [window_starts(n, 16, settings.overlap) for n in volume.shape]
+    run = [
+        (z, y, x)
+        for z in starts[0]
+        for y in starts[1]
+        for x in starts[2]
+        if screen.may_hold_lumen((slice(z, z + 16), slice(y, y + 16), slice(x, x + 16)))
+    ]
+    boxes = _run_boxes(run, (16, 16, 16), volume.shape)
+    assert any(
+        all(max(a[i].start, b[i].start) < min(a[i].stop, b[i].stop) for i in range(3))
+        for k, a in enumerate(boxes)
+        for b in boxes[k + 1 :]
+    ), "the layout no longer makes overlapping boxes: the test would prove nothing"
+    result = sliding_window_probability(_pointwise, volume, (16, 16, 16), settings, screen)
+    np.testing.assert_allclose(result, _whole_volume_blend(volume, screen), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(256, 40, 30), (37, 50, 20), (5, 30, 30)])
+def test_brightness_in_slabs_equals_the_whole_volume_filter(shape: tuple[int, int, int]) -> None:
+    volume = np.random.default_rng(7).normal(size=shape).astype(np.float32)
+    whole = ndimage.gaussian_filter(volume, 1.0, mode="nearest")
+    for workers in (1, 2, 3):
+        np.testing.assert_array_equal(brightness(volume, workers=workers), whole)
 
 
 def test_uncertainty_decomposition() -> None:
