@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.quiet import Quietness, Watch, idle_at_start, load_per_core
-from benchmarks.roofline import ensemble_flops, matmul_peaks
+from benchmarks.roofline import ensemble_flops
 from benchmarks.torchscript_members import BENCHMARK_MODALITY, export_members
 from containers.wheelhouse import find_uv
 from map_app.demo import seg_mask_in_slice_order
 from map_app.stack import raise_stack_limit
+from models.builder.determinism import PINNED_KERNELS
 from models.metrics import dice
 from synthetic.case import Modality, generate_case
 from synthetic.dicom_series import write_series
@@ -73,13 +74,43 @@ def _stack_limit() -> None:
     raise_stack_limit()  # the child runs Holoscan: its 32 MiB stack (map_app.stack)
 
 
+def site_environment() -> dict[str, str]:
+    """This process's environment without the builder's CPU kernel caps.
+
+    Exporting the reference's TorchScript members imports ``models.builder``, which caps
+    oneDNN, MKL and PyTorch at AVX2 in ``os.environ`` for reproducible training
+    (``models.builder.determinism``). No site runs either side with those caps: inherited,
+    they took OpenVINO's bf16 away from ours (0.8 s of a 6.6 s small study) and AVX-512
+    from the reference's PyTorch.
+    """
+    return {k: v for k, v in os.environ.items() if k not in PINNED_KERNELS}
+
+
+def site_matmul_peaks(threads: int) -> dict[str, float]:
+    """``matmul_peaks`` measured in a child process with ``site_environment()``."""
+    probe = (
+        "import json, sys; from benchmarks.roofline import matmul_peaks; "
+        "print(json.dumps(matmul_peaks(int(sys.argv[1]))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(threads)],
+        cwd=ROOT,
+        env={**site_environment(), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    peaks: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return peaks
+
+
 def timed_child(
     command: list[str], extra_env: dict[str, str] | None = None
 ) -> tuple[float, float, Quietness]:
     """Run a child process: wall seconds, peak RSS MiB (the kernel's rusage) and how quiet
     the rest of the machine was meanwhile."""
     env = {
-        **os.environ,
+        **site_environment(),
         "PYTHONPATH": str(ROOT),
         "HOLOSCAN_LOG_LEVEL": "ERROR",
         **(extra_env or {}),
@@ -359,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; load/core before the benchmark started {load:.2f}"
           f"{'' if quiet else ' (NOT QUIET: something else is running)'}")  # fmt: skip
     flops = ensemble_flops(ROOT / "models" / "ensemble", BENCHMARK_MODALITY)
-    peaks = matmul_peaks(threads=os.cpu_count() or 1)
+    peaks = site_matmul_peaks(threads=os.cpu_count() or 1)
     print(f"matmul peak ({os.cpu_count()} threads, 2048^2, median of 5): "
           f"fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s")  # fmt: skip
     for text in args.sizes.split(","):

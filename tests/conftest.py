@@ -20,6 +20,23 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Take the builder's CPU kernel caps back out of the environment once tests are collected.
+
+    Importing ``models.builder`` (many test modules do) caps oneDNN, MKL and PyTorch at AVX2
+    in ``os.environ`` so that training is reproducible across machines
+    (``models/builder/determinism.py``). The appliance never runs with them: left in place,
+    every OpenVINO session opened by a test, and every process a test starts, ran AVX2 fp32,
+    and the bf16 test did not test bf16. PyTorch, imported during collection, keeps its cap.
+    """
+    import os
+
+    from models.builder.determinism import PINNED_KERNELS
+
+    for name in PINNED_KERNELS:
+        os.environ.pop(name, None)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _audit_log_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Audit entries written by code under test go to a throwaway log, not var/audit."""

@@ -18,10 +18,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from benchmarks.pipeline_benchmark import timed_child
 from benchmarks.quiet import CpuTimes, Watch, quietness
 from benchmarks.roofline import member_flops
 from benchmarks.torchscript_members import export_members, weights_from_onnx
 from models.builder.config import SHIPPED
+from models.builder.determinism import PINNED_KERNELS
 from models.builder.train import build_network
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "ensemble"
@@ -66,6 +68,22 @@ def test_a_busy_neighbour_is_detected_and_the_child_itself_is_not() -> None:
         for burner in burners:
             burner.wait(timeout=60)
     assert beside.foreign > alone.foreign + 0.2 and not beside.quiet, beside.describe()
+
+
+def test_the_timed_sides_run_without_the_builders_kernel_caps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both sides run as at a site: the benchmark process has imported the builder (the
+    TorchScript export does), which caps oneDNN at AVX2 in ``os.environ``; the timed
+    children must not inherit that."""
+    for name, value in PINNED_KERNELS.items():
+        monkeypatch.setenv(name, value)
+    names = sorted(PINNED_KERNELS)
+    check = f"import os, sys; sys.exit(any(n in os.environ for n in {names!r}))"
+    timed_child([sys.executable, "-c", check])  # raises when the child exits non-zero
+    leaked = f"import os, sys; sys.exit(not any(n in os.environ for n in {names!r}))"
+    with pytest.raises(RuntimeError):  # the check itself can fail
+        timed_child([sys.executable, "-c", leaked])
 
 
 def test_reference_members_come_from_the_shipped_onnx_files(tmp_path: Path) -> None:
