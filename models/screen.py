@@ -34,9 +34,10 @@ from models.manifest import Normalisation
 CT_LUMEN_FLOOR_HU = 100.0
 MR_LUMEN_FLOOR_RATIO = 1.5
 SMOOTHING_VOXELS = 1.0
-# scipy's Gaussian reaches int(4 * sigma + 0.5) voxels: a slab that reads this many more
-# on each side filters its own voxels exactly as the whole volume would.
-_SMOOTHING_REACH = int(4.0 * SMOOTHING_VOXELS + 0.5)
+_TRUNCATE_SIGMAS = 4.0  # scipy's default
+# scipy's Gaussian reaches int(truncate * sigma + 0.5) voxels: a slab that reads this many
+# more on each side filters its own voxels exactly as the whole volume would.
+_SMOOTHING_REACH = int(_TRUNCATE_SIGMAS * SMOOTHING_VOXELS + 0.5)
 
 
 @dataclass
@@ -62,7 +63,9 @@ def lumen_floor(spec: Normalisation, modality: str) -> float:
 
 
 def _smooth(volume: np.ndarray) -> np.ndarray:
-    return ndimage.gaussian_filter(volume, SMOOTHING_VOXELS, mode="nearest", truncate=4.0)
+    return ndimage.gaussian_filter(
+        volume, SMOOTHING_VOXELS, mode="nearest", truncate=_TRUNCATE_SIGMAS
+    )
 
 
 def brightness(member_input: np.ndarray, workers: int | None = None) -> np.ndarray:
