@@ -174,6 +174,26 @@ class BuildRecipe(BaseModel):
 # 0.7821 -> 0.7424, low contrast at moderate severity 0.370 -> 0.334; nearly every MR
 # family fell. Not diagnosed; the fade also darkens bright tissue within two voxels of a
 # vessel, which no scanner does.
+# Tried and dropped on 3.0.0 (session 10), chosen on nothing of the test split: typical MR
+# studies of seeds 1012-1399, which no split holds (the "dev" studies, cached member maps),
+# and the shift suite of seeds 1000-1002 and 1012-1016 (252 MR studies).
+# - A confident-component rule before the faint rule: drop mask components whose mean
+#   fused probability is below p. 400 dev studies, mean Dice 0.8950 without it; p 0.6:
+#   0.8985, p 0.65: 0.9042, p 0.7: 0.9085 (studies under 0.5: 10 / 8 / 7 / 4). Shift suite
+#   0.8837 without; p 0.6: 0.8874 (two studies lost 0.02), p 0.65: 0.8882 (eleven lost
+#   > 0.01, the worst 0.07), p 0.7: 0.8866 (24 lost > 0.01; low contrast severe 0.346 ->
+#   0.128). Vessel pieces that motion, streaks or bias break off the tree carry the same
+#   ~0.6 mean probability as fat, and the fat of the worst dev study (Dice 0.36) carries
+#   0.8-0.9: no probability bar removes it. At 0.6 the gain (+0.004) did not pay a new
+#   version.
+# - MR training studies with fat in 80 % of them (60 %) and brighter, 1.3-3.5x the tissue
+#   (1.6-2.6x), so that fat is as bright as a faint lumen or brighter and only shape tells
+#   them apart. Member-level A/B, unet-c-mr alone (same recipe and seed): 48 clean
+#   validation and dev studies 0.8714 -> 0.8728; validation shift suite (seeds 1000-1001)
+#   low contrast moderate 0.659 -> 0.704, severe 0.423 -> 0.542, but nearly every other
+#   family -0.01 (mild 0.907 -> 0.901, moderate 0.884 -> 0.882, severe 0.849 -> 0.857).
+#   Not built: the CT members train on the MR studies too, so all six members would retrain
+#   (about 95 minutes) for a gain in one family.
 
 
 def _specialist(member: MemberRecipe, modality: ModalityCode) -> MemberRecipe:
