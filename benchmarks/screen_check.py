@@ -55,8 +55,11 @@ class Answer:
     seconds: float  # the inference stage (ensemble_probabilities)
 
 
-def _answer(ensemble: LoadedEnsemble, case: LoadedCase, settings: SlidingWindowSettings) -> Answer:
-    """Dice, review flag, window tally and inference seconds of one study."""
+def study_answer(
+    ensemble: LoadedEnsemble, case: LoadedCase, settings: SlidingWindowSettings
+) -> Answer:
+    """Dice, review flag, window tally and inference seconds of one study, answered through
+    the appliance's code (inference, fusion, MR mask rules, study score and flag)."""
     tallies: dict[str, WindowTally] = {}
     started = time.perf_counter()
     members = ensemble_probabilities(
@@ -119,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         test_dir = Path(scratch) / "test"
         sha = ensemble.manifest.data.test_split_sha256
         for case, family, severity in _studies(test_dir, sha, args.large):
-            first, second = _answer(ensemble, case, before), _answer(ensemble, case, after)
+            first, second = (
+                study_answer(ensemble, case, before),
+                study_answer(ensemble, case, after),
+            )
             rows.setdefault((case.modality.value, family, severity), []).append((first, second))
             print(
                 f"{case.name}: Dice {first.dice:.4f} -> {second.dice:.4f}",

@@ -18,28 +18,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.screen_check import Answer, study_answer
 from models.builder.evaluate import EVALUATION, FAILURE_DICE
-from models.inference import ensemble_probabilities
 from models.loader import LoadedEnsemble, load_ensemble
-from models.metrics import dice
-from operators.segmentation.fusion import segmentation_result
 from synthetic.case import Modality, generate_case
-from synthetic.splits import SPLIT_SEEDS
+from synthetic.splits import SPLIT_SEEDS, LoadedCase
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSEEN_SEEDS = range(3000, 3200)
 GOAL_DICE = 0.85
-
-
-@dataclass(frozen=True)
-class Answer:
-    dice: float
-    flagged: bool
 
 
 @dataclass(frozen=True)
@@ -61,8 +54,9 @@ class Summary:
         return self.failures_flagged / self.failures if self.failures else None
 
     @property
-    def false_flag_rate(self) -> float:
-        return self.false_flags / (self.studies - self.failures)
+    def false_flag_rate(self) -> float | None:
+        successes = self.studies - self.failures
+        return self.false_flags / successes if successes else None
 
 
 def check_unseen(seeds: range) -> range:
@@ -78,31 +72,27 @@ def check_unseen(seeds: range) -> range:
 
 
 def answer(ensemble: LoadedEnsemble, seed: int, modality: Modality) -> Answer:
-    """Dice and review flag of the typical study ``seed`` of ``modality``."""
+    """The answer (Dice, review flag) to the typical study ``seed`` of ``modality``."""
     case = generate_case(seed, modality)
-    members = ensemble_probabilities(
-        ensemble, case.image, case.geometry.spacing, EVALUATION, modality=modality.value
-    )
-    result = segmentation_result(
-        ensemble, members, None, case.geometry.spacing, case.image, modality.value
-    )
-    return Answer(dice(result.mask, case.mask), result.out_of_distribution)
+    name = f"{modality.value.lower()}-{seed:05d}"
+    study = LoadedCase(name, modality, case.image, case.mask, case.geometry)
+    return study_answer(ensemble, study, EVALUATION)
 
 
-def summarise(modality: str, answers: list[Answer]) -> Summary:
-    dices = np.asarray([a.dice for a in answers])
-    flagged = np.asarray([a.flagged for a in answers])
+def summarise(modality: str, dice: Sequence[float], flagged: Sequence[bool]) -> Summary:
+    """One modality's row from each study's Dice and review flag."""
+    dices, flags = np.asarray(dice, dtype=float), np.asarray(flagged, dtype=bool)
     failed = dices < FAILURE_DICE
     return Summary(
         modality=modality,
-        studies=len(answers),
+        studies=len(dices),
         mean_dice=float(dices.mean()),
         median_dice=float(np.median(dices)),
         p10_dice=float(np.percentile(dices, 10)),
         failures=int(failed.sum()),
         below_goal=int((dices < GOAL_DICE).sum()),
-        failures_flagged=int((failed & flagged).sum()),
-        false_flags=int((~failed & flagged).sum()),
+        failures_flagged=int((failed & flags).sum()),
+        false_flags=int((~failed & flags).sum()),
     )
 
 
@@ -114,10 +104,11 @@ def table(rows: list[Summary]) -> str:
     ]
     for r in rows:
         recall = "-" if r.recall is None else f"{r.failures_flagged}/{r.failures} ({r.recall:.2f})"
+        rate = "-" if r.false_flag_rate is None else f"{r.false_flag_rate:.3f}"
         lines.append(
             f"| {r.modality} | {r.studies} | {r.mean_dice:.4f} | {r.median_dice:.4f} "
             f"| {r.p10_dice:.4f} | {r.failures} | {r.below_goal} | {recall} "
-            f"| {r.false_flags}/{r.studies - r.failures} ({r.false_flag_rate:.3f}) |"
+            f"| {r.false_flags}/{r.studies - r.failures} ({rate}) |"
         )
     return "\n".join(lines)
 
@@ -147,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-        rows.append(summarise(modality.value, answers))
+        dices, flags = [a.dice for a in answers], [a.flagged for a in answers]
+        rows.append(summarise(modality.value, dices, flags))
     print(
         f"{ensemble.manifest.name} {ensemble.manifest.version} on typical studies of seeds "
         f"{seeds.start}-{seeds.stop - 1} (no split holds them; review flag threshold "

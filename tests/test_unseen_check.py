@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.unseen_check import UNSEEN_SEEDS, Answer, check_unseen, main, summarise
+from benchmarks.unseen_check import UNSEEN_SEEDS, check_unseen, main, summarise
 from synthetic.splits import SPLIT_SEEDS
 
 
@@ -17,18 +17,15 @@ def test_the_check_refuses_seeds_a_split_holds() -> None:
 
 
 def test_failures_and_flags_are_counted_apart() -> None:
-    answers = [
-        Answer(0.30, True),  # a failure, flagged
-        Answer(0.49, False),  # a failure, missed
-        Answer(0.50, True),  # not a failure (Dice < 0.5 is), so a false flag
-        Answer(0.80, False),
-        Answer(0.95, False),
-    ]
-    row = summarise("MR", answers)
+    dices = [0.30, 0.49, 0.50, 0.80, 0.95]
+    # a failure flagged, a failure missed, a false flag (only Dice < 0.5 fails), two not
+    flagged = [True, False, True, False, False]
+    row = summarise("MR", dices, flagged)
     assert (row.studies, row.failures, row.failures_flagged, row.false_flags) == (5, 2, 1, 1)
     assert row.recall == 0.5 and row.false_flag_rate == pytest.approx(1 / 3)
     assert row.below_goal == 4 and row.median_dice == 0.50
-    assert summarise("CT", answers[2:]).recall is None  # no failure: no recall to report
+    assert summarise("CT", dices[2:], flagged[2:]).recall is None  # no failure: no recall
+    assert summarise("CT", dices[:2], flagged[:2]).false_flag_rate is None  # no success
 
 
 def test_one_unseen_study_runs_through_the_shipped_ensemble(
