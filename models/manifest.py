@@ -165,7 +165,12 @@ class LumenGrowth(_Strict):
     )
 
 
-StudyScoreName = Literal["member_disagreement", "vessel_mutual_information", "vessel_entropy"]
+StudyScoreName = Literal[
+    "member_disagreement",
+    "vessel_mutual_information",
+    "vessel_entropy",
+    "fragmented_vessel_entropy",
+]
 
 
 class Calibration(_Strict):

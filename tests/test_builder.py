@@ -85,6 +85,13 @@ def test_reevaluation_measures_the_same_members_again(
     assert [m.cpu_ms_per_window for m in again.members] == [
         m.cpu_ms_per_window for m in built.members
     ]
+    # A larger validation split refits the threshold; the provenance names the one used.
+    wider_data = tmp_path / "data"
+    shutil.copytree(data, wider_data)
+    wider = reevaluate(SMOKE.model_copy(update={"val_seeds": (1000, 1002)}), wider_data, folder)
+    assert wider.provenance.val_split_sha256 != built.provenance.val_split_sha256
+    assert len(wider.calibration.validation_scores) == 2 * len(built.calibration.validation_scores)
+    assert [m.sha256 for m in wider.members] == [m.sha256 for m in built.members]
     retrained = SMOKE.model_copy(
         update={"members": (SMOKE.members[0].model_copy(update={"iterations": 4}),)}
     )

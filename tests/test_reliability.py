@@ -13,7 +13,15 @@ from models.builder.reliability import (
     near_vessel_region,
     reliability,
 )
-from models.uncertainty import NO_VESSEL_SCORE, study_score, temperature_scaled
+from models.uncertainty import (
+    FRAGMENTATION_WEIGHT,
+    NO_VESSEL_SCORE,
+    fragmented_vessel_entropy,
+    mask_fragmentation,
+    study_score,
+    temperature_scaled,
+    vessel_entropy,
+)
 
 
 @pytest.mark.requirement("SRS-081", "SRS-007")
@@ -83,3 +91,25 @@ def test_a_study_without_vessels_gets_the_top_score() -> None:
     assert study_score("member_disagreement", vessels, 0.029, 0.03) == NO_VESSEL_SCORE
     with pytest.raises(ValueError, match="unknown study score"):
         study_score("astrology", vessels, 0.064, 0.03)
+
+
+@pytest.mark.requirement("SRS-081", "SRS-007")
+def test_a_mask_of_islands_scores_higher_than_one_tree_the_members_agree_on() -> None:
+    tree = np.zeros((3, 16, 16, 16), dtype=np.float32)
+    tree[:, 8, 8, 1:15] = 0.95  # a vessel along x with a branch along y, one component
+    tree[:, 8, 2:8, 8] = 0.95
+    islands = np.zeros_like(tree)
+    for corner in range(0, 16, 4):  # four separate 2x2x2 blobs, as confident
+        islands[:, corner : corner + 2, corner : corner + 2, corner : corner + 2] = 0.95
+    assert mask_fragmentation(tree) == 0.0
+    assert mask_fragmentation(islands) == pytest.approx(0.75)  # 3 of 4 equal blobs
+    assert mask_fragmentation(np.zeros_like(tree)) == 0.0
+    # Voxels only one member of three calls vessel are outside the mean mask.
+    lone = tree.copy()
+    lone[0, 0, 0, 0] = 0.95
+    assert mask_fragmentation(lone) == 0.0
+    assert vessel_entropy(tree) == pytest.approx(vessel_entropy(islands))
+    assert fragmented_vessel_entropy(islands) == pytest.approx(
+        vessel_entropy(islands) + FRAGMENTATION_WEIGHT * 0.75
+    )
+    assert fragmented_vessel_entropy(tree) == pytest.approx(vessel_entropy(tree))

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.manifest import LumenGrowth, ModalityCode, Normalisation
+from synthetic.splits import SPLIT_SEEDS
 
 
 class AugmentationRecipe(BaseModel):
@@ -97,9 +98,10 @@ class BuildRecipe(BaseModel):
     ensemble_name: str = "minivess-vessel-ensemble"
     version: str = "1.0.0"
     members: tuple[MemberRecipe, ...]
-    train_seeds: tuple[int, int] = (0, 64)
-    val_seeds: tuple[int, int] = (1000, 1012)
-    test_seeds: tuple[int, int] = (2000, 2006)
+    # Default seed ranges: the splits' own (synthetic.splits.SPLIT_SEEDS), one source.
+    train_seeds: tuple[int, int] = (SPLIT_SEEDS["train"].start, SPLIT_SEEDS["train"].stop)
+    val_seeds: tuple[int, int] = (SPLIT_SEEDS["val"].start, SPLIT_SEEDS["val"].stop)
+    test_seeds: tuple[int, int] = (SPLIT_SEEDS["test"].start, SPLIT_SEEDS["test"].stop)
     # The shift suite (synthetic.shifts): validation seeds set the flag threshold, test
     # seeds measure robustness and failure detection. None: every family.
     val_shift_seeds: tuple[int, int] = (1000, 1002)
@@ -249,7 +251,7 @@ _GENERALISTS = (
 )
 
 SHIPPED = BuildRecipe(
-    version="3.0.0",
+    version="3.1.0",
     members=(
         *(m.model_copy(update={"modalities": ("CT",)}) for m in _GENERALISTS),
         *(_specialist(m, "MR") for m in _GENERALISTS),
