@@ -31,7 +31,10 @@ from synthetic.case import Modality, generate_case
 from synthetic.splits import SPLIT_SEEDS, LoadedCase
 
 ROOT = Path(__file__).resolve().parents[1]
-UNSEEN_SEEDS = range(3000, 3200)
+# Fresh seeds whenever a choice followed what earlier ones showed: 3000-3199 measured
+# 3.0.0, and its missed MR failure led to the 3.1.0 study score (chosen on other studies),
+# so 3.1.0 is measured on 3200-3399.
+UNSEEN_SEEDS = range(3200, 3400)
 GOAL_DICE = 0.85
 
 
@@ -142,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(summarise(modality.value, dices, flags))
     print(
         f"{ensemble.manifest.name} {ensemble.manifest.version} on typical studies of seeds "
-        f"{seeds.start}-{seeds.stop - 1} (no split holds them; review flag threshold "
-        f"{ensemble.manifest.calibration.ood_threshold})"
+        f"{seeds.start}-{seeds.stop - 1} (no split holds them; review flag "
+        f"{ensemble.manifest.calibration.score} > {ensemble.manifest.calibration.ood_threshold})"
     )
     print(table(rows))
     return 0

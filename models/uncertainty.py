@@ -100,12 +100,38 @@ def vessel_mutual_information(member_probabilities: np.ndarray, threshold: float
     )
 
 
+def _region_mean(
+    member_probabilities: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The vessel region and the members' mean probability at its voxels only: a large
+    field of view is mostly outside it, so the mean is not taken over the whole volume."""
+    region = _vessel_region(member_probabilities, threshold)
+    return region, member_probabilities[:, region].mean(axis=0)
+
+
+def _mean_entropy(mean: np.ndarray) -> float:
+    return float(binary_entropy(mean).mean()) if mean.size else 0.0
+
+
+def _fragmentation(region: np.ndarray, vessel: np.ndarray) -> float:
+    """Share of the mask (``vessel`` at the voxels of ``region``) outside its largest
+    26-connected component, labelled in the box around the mask."""
+    mask = np.zeros_like(region)
+    mask[region] = vessel
+    box = bounding_box(mask)
+    if box is None:
+        return 0.0
+    inside = mask[box]
+    labels, count = ndimage.label(inside, structure=NEIGHBOURHOOD)
+    if count < 2:
+        return 0.0
+    sizes = np.bincount(labels[inside])[1:]
+    return float(1.0 - sizes.max() / sizes.sum())
+
+
 def vessel_entropy(member_probabilities: np.ndarray, threshold: float = 0.5) -> float:
     """Mean predictive entropy (total, nats) over the voxels any member calls vessel."""
-    region = _vessel_region(member_probabilities, threshold)
-    if not region.any():
-        return 0.0
-    return float(binary_entropy(member_probabilities[:, region].mean(axis=0)).mean())
+    return _mean_entropy(_region_mean(member_probabilities, threshold)[1])
 
 
 def mask_fragmentation(member_probabilities: np.ndarray, threshold: float = 0.5) -> float:
@@ -114,25 +140,17 @@ def mask_fragmentation(member_probabilities: np.ndarray, threshold: float = 0.5)
 
     A vessel tree in one field of view is mostly one connected structure; the MR failures
     are masks of islands (mostly fat taken for faint lumen) that the members agree on, so
-    the entropy alone misses some of them. Computed in the box around the vessel region.
+    the entropy alone misses some of them.
     """
-    box = bounding_box(_vessel_region(member_probabilities, threshold))
-    if box is None:
-        return 0.0
-    mask = member_probabilities[(slice(None), *box)].mean(axis=0) >= threshold
-    labels, count = ndimage.label(mask, structure=NEIGHBOURHOOD)
-    if count < 2:
-        return 0.0
-    sizes = np.bincount(labels.ravel())[1:]
-    return float(1.0 - sizes.max() / sizes.sum())
+    region, mean = _region_mean(member_probabilities, threshold)
+    return _fragmentation(region, mean >= threshold)
 
 
 def fragmented_vessel_entropy(member_probabilities: np.ndarray, threshold: float = 0.5) -> float:
     """``vessel_entropy`` + ``FRAGMENTATION_WEIGHT`` x ``mask_fragmentation``: uncertain
     or scattered vessel maps score high."""
-    return vessel_entropy(
-        member_probabilities, threshold
-    ) + FRAGMENTATION_WEIGHT * mask_fragmentation(member_probabilities, threshold)
+    region, mean = _region_mean(member_probabilities, threshold)
+    return _mean_entropy(mean) + FRAGMENTATION_WEIGHT * _fragmentation(region, mean >= threshold)
 
 
 STUDY_SCORES = {

@@ -217,7 +217,8 @@ def render_card(manifest: EnsembleManifest) -> str:
     if detection is not None:
         lines += [
             "## Failure detection",
-            f"Score: `{detection.score}` (lowest validation AURC among the candidates); "
+            f"Score: `{detection.score}` (highest validation failure AUROC among the "
+            "candidates, lowest AURC on a tie); "
             f"threshold {detection.threshold:.4f}, rule: {manifest.calibration.rule}. A study "
             f"with less than {manifest.calibration.min_vessel_ml} ml of vessel gets the top "
             "score (an angiogram without vessels failed).",
