@@ -1,7 +1,7 @@
 """Drift: feature store, reference synthesis, Evidently reports on features of real runs.
 
 Live features come from synthetic studies run through the shipped ensemble (seeds outside
-the train 0-15, validation 1000-1003 and test 2000-2005 ranges). Findings these tests pin:
+the train 0-63, validation 1000-1199 and test 2000-2005 ranges). Findings these tests pin:
 
 * Per-modality reference (a CT baseline feature store): CT vs CT no drift, MR vs CT drift
   in the intensity features.
@@ -152,7 +152,9 @@ def test_ct_vs_the_manifests_ct_reference_none_mr_drifts(
 
 @pytest.mark.slow
 @pytest.mark.requirement("SRS-050")
-def test_drift_cli_writes_html_and_json(live_rows: dict, tmp_path: Path, capsys) -> None:
+def test_drift_cli_writes_html_and_json(
+    live_rows: dict, manifest: EnsembleManifest, tmp_path: Path, capsys
+) -> None:
     store, baseline = FeatureStore(tmp_path / "features.jsonl"), FeatureStore(tmp_path / "ct.jsonl")
     for seed in BASELINE_SEEDS:
         baseline.append(live_rows["CT", seed])
@@ -178,7 +180,8 @@ def test_drift_cli_writes_html_and_json(live_rows: dict, tmp_path: Path, capsys)
     manifest_args = [*args, "--manifest", str(MODEL_DIR / "manifest.json"), "--modality", "CT"]
     assert main(manifest_args) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["reference_rows"] == 12 and 0.0 <= summary["drift_share"] <= 1.0
+    ct_validation = sum(study.modality == "CT" for study in manifest.reference_features)
+    assert summary["reference_rows"] == ct_validation and 0.0 <= summary["drift_share"] <= 1.0
 
     assert main([*args, "--manifest", str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
