@@ -206,8 +206,15 @@ class BuildRecipe(BaseModel):
 # entropy 0.9892 (by AURC, the rule until 3.0.0, the entropy would have stayed: 0.0717 vs
 # 0.0738). On the dev studies, split in halves (threshold on one, measured on the other),
 # the pooled threshold caught 6 of 6 held-out MR failures at 8.2 % MR false flags (the
-# entropy: 5 of 6 at 8.2 %). A threshold per modality would have flagged 5.7 %: not built
-# (the manifest holds one threshold; a per-modality one changes its schema and readers).
+# entropy: 5 of 6 at 8.2 %).
+# Tried and dropped on 3.1.0: one review threshold per modality (branch
+# per-modality-threshold, its "3.2.0" trial; --reevaluate, each modality's own validation
+# studies, same rule): CT 0.4507, MR 0.5483. On the dev halves it had cut MR false flags
+# 8.2 % -> 5.7 %. Measured side by side with 3.1.0 on unseen typical seeds 3400-3599:
+# CT false flags 3 -> 14 of 199, MR 28 -> 19 of 196, all flags 31 -> 33 of 395, and one
+# MR failure (Dice 0.47) that the pooled threshold flags went out unflagged (MR recall
+# 4/4 -> 3/4). Test seeds: a clean CT success flagged (none before). The MR score's
+# successes overlap its failures; moving the threshold trades one for the other.
 
 
 def _specialist(member: MemberRecipe, modality: ModalityCode) -> MemberRecipe:
