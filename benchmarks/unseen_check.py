@@ -28,7 +28,7 @@ from benchmarks.screen_check import Answer, study_answer
 from models.builder.evaluate import EVALUATION, FAILURE_DICE
 from models.loader import LoadedEnsemble, load_ensemble
 from synthetic.case import Modality, generate_case
-from synthetic.splits import SPLIT_SEEDS, LoadedCase
+from synthetic.splits import SPLIT_SEEDS, LoadedCase, case_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # Fresh seeds whenever a choice followed what earlier ones showed: 3000-3199 measured
@@ -79,8 +79,7 @@ def check_unseen(seeds: range) -> range:
 def answer(ensemble: LoadedEnsemble, seed: int, modality: Modality) -> Answer:
     """The answer (Dice, review flag) to the typical study ``seed`` of ``modality``."""
     case = generate_case(seed, modality)
-    name = f"{modality.value.lower()}-{seed:05d}"
-    study = LoadedCase(name, modality, case.image, case.mask, case.geometry)
+    study = LoadedCase(case_name(modality, seed), modality, case.image, case.mask, case.geometry)
     return study_answer(ensemble, study, EVALUATION)
 
 
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             answers.append(answer(ensemble, seed, modality))
             print(
-                f"{modality.value.lower()}-{seed:05d}: Dice {answers[-1].dice:.4f}, "
+                f"{case_name(modality, seed)}: Dice {answers[-1].dice:.4f}, "
                 f"flagged {answers[-1].flagged}",
                 file=sys.stderr,
                 flush=True,
