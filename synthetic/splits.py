@@ -35,7 +35,9 @@ SPLIT_SEEDS: dict[str, range] = {
     # percentile of clean validation scores, and the score is chosen by how it separates
     # validation failures (about 1 MR study in 40), so both need hundreds of studies.
     "val": range(1000, 1200),
-    "test": range(2000, 2006),
+    # 50 per modality since 3.1.1 (6 before): one failed study in six took the MR mean
+    # from about 0.88 to 0.78, so six could not say whether a 0.85 goal was met.
+    "test": range(2000, 2050),
 }
 SPLIT_PROFILES: dict[str, AppearanceProfile] = {
     "train": "randomised",

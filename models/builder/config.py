@@ -103,9 +103,11 @@ class BuildRecipe(BaseModel):
     val_seeds: tuple[int, int] = (SPLIT_SEEDS["val"].start, SPLIT_SEEDS["val"].stop)
     test_seeds: tuple[int, int] = (SPLIT_SEEDS["test"].start, SPLIT_SEEDS["test"].stop)
     # The shift suite (synthetic.shifts): validation seeds set the flag threshold, test
-    # seeds measure robustness and failure detection. None: every family.
+    # seeds measure robustness and failure detection (8 studies per family and severity
+    # since 3.1.1; 3 before, when one failed study moved a family's mean by 0.2). None:
+    # every family.
     val_shift_seeds: tuple[int, int] = (1000, 1002)
-    test_shift_seeds: tuple[int, int] = (2000, 2003)
+    test_shift_seeds: tuple[int, int] = (2000, 2008)
     shift_families: tuple[str, ...] | None = None
     shift_severities: tuple[str, ...] = ("mild", "moderate", "severe")
     # models.faint_components: chosen on the validation split and its shift suite (the
@@ -290,7 +292,7 @@ _GENERALISTS = (
 )
 
 SHIPPED = BuildRecipe(
-    version="3.1.0",
+    version="3.1.1",
     members=(
         *(m.model_copy(update={"modalities": ("CT",)}) for m in _GENERALISTS),
         *(_specialist(m, "MR") for m in _GENERALISTS),
