@@ -243,6 +243,7 @@ class ScoreEvaluation(_Strict):
 class SeverityDetection(_Strict):
     """The flag at one shift severity ("none" = clean studies), test seeds."""
 
+    modality: ModalityCode | None = Field(default=None, description="None: both modalities")
     severity: Literal["none", "mild", "moderate", "severe"]
     studies: int = Field(ge=1)
     failures: int = Field(ge=0)
@@ -271,6 +272,8 @@ class FailureDetection(_Strict):
     auroc: float | None
     aurc: float = Field(ge=0.0)
     by_severity: tuple[SeverityDetection, ...]
+    # The threshold is one for both modalities; their false-flag rates differ (3.1.1).
+    by_modality: tuple[SeverityDetection, ...] = ()
     candidates_validation: tuple[ScoreEvaluation, ...]
     candidates_test: tuple[ScoreEvaluation, ...]
     risk_coverage: tuple[tuple[float, float], ...] = Field(

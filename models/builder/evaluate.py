@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import get_args
 
 import numpy as np
 import onnxruntime as ort
@@ -31,6 +32,7 @@ from models.inference import SlidingWindowSettings, member_probability
 from models.lumen_growth import MrMaskRules
 from models.manifest import (
     FailureDetection,
+    ModalityCode,
     ScoreEvaluation,
     SegmentationMetrics,
     SeverityDetection,
@@ -271,11 +273,15 @@ def _score_evaluations(outcomes: list[StudyOutcome]) -> tuple[ScoreEvaluation, .
 
 
 def _by_severity(
-    outcomes: list[StudyOutcome], score: str, threshold: float
+    outcomes: list[StudyOutcome],
+    score: str,
+    threshold: float,
+    modality: ModalityCode | None = None,
 ) -> tuple[SeverityDetection, ...]:
+    """One row per severity, over ``modality``'s studies (None: all of them)."""
     rows = []
     for severity in ("none", "mild", "moderate", "severe"):
-        mine = [o for o in outcomes if o.severity == severity]
+        mine = [o for o in outcomes if o.severity == severity and modality in (None, o.modality)]
         if not mine:
             continue
         flagged = [o.scores[score] > threshold for o in mine]
@@ -283,6 +289,7 @@ def _by_severity(
         successes = len(mine) - sum(failures)
         rows.append(
             SeverityDetection(
+                modality=modality,
                 severity=severity,
                 studies=len(mine),
                 failures=sum(failures),
@@ -356,6 +363,11 @@ def failure_detection(
         auroc=_rounded(auroc(scores, [o.failed for o in test])),
         aurc=round(aurc(scores, [1.0 - o.dice for o in test]), 5),
         by_severity=_by_severity(test, best, threshold),
+        by_modality=tuple(
+            row
+            for modality in get_args(ModalityCode)
+            for row in _by_severity(test, best, threshold, modality)
+        ),
         candidates_validation=on_validation,
         candidates_test=_score_evaluations(test),
         risk_coverage=tuple(

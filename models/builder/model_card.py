@@ -228,12 +228,13 @@ def render_card(manifest: EnsembleManifest) -> str:
             f"{detection.false_flag_rate_clean:.4f}, AUROC {_fmt(detection.auroc)}, "
             f"AURC {detection.aurc:.4f}.",
             "",
-            "| severity | studies | failures | recall | flagged | false flags |",
-            "|---|---|---|---|---|---|",
+            "| modality | severity | studies | failures | recall | flagged | false flags |",
+            "|---|---|---|---|---|---|---|",
             *[
-                f"| {row.severity} | {row.studies} | {row.failures} | {_fmt(row.recall)} | "
-                f"{row.flag_rate:.3f} | {row.false_flag_rate:.3f} |"
-                for row in detection.by_severity
+                f"| {row.modality or 'both'} | {row.severity} | {row.studies} | "
+                f"{row.failures} | {_fmt(row.recall)} | {row.flag_rate:.3f} | "
+                f"{row.false_flag_rate:.3f} |"
+                for row in (*detection.by_severity, *detection.by_modality)
             ],
             "",
             "| score | validation AUROC | validation AURC | test AUROC | test AURC |",
