@@ -37,7 +37,7 @@ lint: ## ruff (lint and format check) and mypy
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy
 
-models: ## retrain, re-export and evaluate the shipped ensemble (about 60-75 minutes on 2 cores)
+models: ## retrain, re-export and evaluate the shipped ensemble (about 2 hours on 2 cores)
 	@scripts/bootstrap.sh python
 	@$(PY) -m models.builder
 

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from map_app.config import AppConfig
+from models.builder.model_card import CARD_NAME, FALSE_FLAG_GOAL, render_card
 from models.inference import ensemble_probabilities
 from models.loader import ModelIntegrityError, choose_providers, cpu_has_bf16, load_ensemble
 from models.manifest import MANIFEST_NAME, EnsembleManifest, read_manifest
@@ -43,11 +44,11 @@ def test_shipped_manifest_is_valid_and_meets_the_quality_bar() -> None:
         assert len(members) >= 3
         assert len({member.seed for member in members}) == len(members)
         assert len({member.architecture for member in members}) >= 2
-    # Issue 11's goal is Dice >= 0.85 for both; CT meets it. MR does not yet (0.78 with the
-    # MR-only members and the MR mask rules: faint lumens missed, fat touching vessels kept,
-    # model card "Limits"): its floor guards against regression.
-    assert manifest.ensemble_metrics["CT"].dice >= 0.85
-    assert manifest.ensemble_metrics["MR"].dice >= 0.77
+    # Issue 11's goal: Dice >= 0.85 for both on the locked test split (50 studies each since
+    # 3.1.1; MR under most shifts still falls short: the model card's "below goal" rows).
+    for modality in ("CT", "MR"):
+        metrics = manifest.ensemble_metrics[modality]
+        assert metrics.cases >= 50 and metrics.dice >= 0.85, modality
     assert all(member.onnx_opset >= 17 for member in manifest.members)
     assert all(member.normalisation.method == "modality_window" for member in manifest.members)
 
@@ -62,11 +63,31 @@ def test_shipped_flag_catches_failures_and_probabilities_are_calibrated() -> Non
         assert row.recall is None or row.recall >= 0.95, row
     clean = next(row for row in detection.by_severity if row.severity == "none")
     assert clean.false_flag_rate <= 0.05  # successful clean studies flagged
+    # Per modality, CT meets the goal; MR does not (8.9 % in 3.1.1, 11-16 % on unseen
+    # studies, README): its ceiling guards against regression.
+    ceiling = {"CT": 0.05, "MR": 0.10}
+    by_modality = [row for row in detection.by_modality if row.severity == "none"]
+    assert {row.modality for row in by_modality} == set(ceiling)
+    for row in by_modality:
+        assert row.modality is not None and row.false_flag_rate <= ceiling[row.modality], row
     calibration = manifest.voxel_calibration
     assert calibration is not None and calibration.test_ece_after <= 0.02
     assert calibration.temperature == manifest.calibration.temperature
     families = {(r.modality, r.family) for r in manifest.robustness}
     assert len(families) >= 2 * 9 and ("CT", "streaks") in families and ("MR", "air") in families
+
+
+@pytest.mark.requirement("SRS-081")
+def test_shipped_model_card_is_its_manifest_and_names_the_over_flagged_modality() -> None:
+    manifest = read_manifest(SHIPPED)
+    card = (SHIPPED / CARD_NAME).read_text()
+    assert card == render_card(manifest)  # no hand edits: every figure is the manifest's
+    detection = manifest.failure_detection
+    assert detection is not None
+    for row in detection.by_modality:
+        if row.severity == "none":
+            line = f"- {row.modality}: {row.false_flag_rate:.1%} of the successful clean test"
+            assert (line in card) == (row.false_flag_rate > FALSE_FLAG_GOAL), row
 
 
 @pytest.mark.requirement("SRS-081")

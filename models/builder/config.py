@@ -237,6 +237,13 @@ class BuildRecipe(BaseModel):
 #   flagged 13 of 14 failures (3.1.0: 14/14): it missed mr-03480 (Dice 0.47), the study
 #   the per-modality threshold missed too. Raising the threshold toward the MR successes
 #   loses that borderline failure however it is done; recall comes first.
+# 3.1.1 = 3.1.0 (same members, rules, score, threshold and temperature; --reevaluate
+# reproduced the validation figures exactly) measured on a locked test split of 50 typical
+# studies per modality (seeds 2000-2049; 6 until 3.1.0) and a test shift suite of 8 seeds
+# (3 until 3.1.0). Chosen on nothing: the sizes were set before the figures were seen, to
+# make them worth quoting (one failed MR study in six had put the MR mean at 0.78 and
+# every MR shift family near 0.7). Test Dice CT 0.8948 -> 0.8858, MR 0.7821 -> 0.8594
+# (5 of 50 MR studies fail, all flagged); clean false flags 0 -> 4.2 %: CT 0, MR 8.9 %.
 
 
 def _specialist(member: MemberRecipe, modality: ModalityCode) -> MemberRecipe:
